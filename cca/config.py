@@ -1,0 +1,118 @@
+"""Configuration: validation against the workflow's JSON schema and per-model settings.
+
+The Snakefile validates ``config.yaml`` with Snakemake's ``validate``; the same
+schema is applied here for the command line and for the per-model settings
+(profile + overrides), with one-line messages that name the offending key.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from .errors import CCAError
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def schema_errors(config: dict, schema: dict | None = None) -> list[str]:
+    """Every violation of the schema, one line each: '<key path>: <what is wrong>'."""
+    import jsonschema
+
+    schema = schema or _schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        msg = err.message
+        if err.validator == "additionalProperties":
+            msg = f"unknown key ({msg}); check the spelling against workflow/schemas/config.schema.yaml"
+        lines.append(f"{_key_path(err.absolute_path)}: {msg}")
+    return lines
+
+
+def validate_config(config: dict, source: str = "config.yaml") -> dict:
+    """Raise CCAError naming the first bad key; return the config (defaults filled by the caller)."""
+    errors = schema_errors(config)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CCAError(f"{source}: {errors[0]}{more}")
+    for name, profile in config["profiles"].items():
+        _check_profile(profile, f"profiles.{name}", config, source)
+    for name, entry in config["models"].items():
+        if entry["profile"] not in config["profiles"]:
+            raise CCAError(f"{source}: models.{name}.profile: no profile named '{entry['profile']}' "
+                           f"(profiles: {', '.join(config['profiles'])})")
+        model_settings(config, name, source=source)
+    return config
+
+
+def load_config(path: str | Path = ROOT / "config.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CCAError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CCAError(f"{path}: not valid YAML ({e.problem} at line {e.problem_mark.line + 1})"
+                       if getattr(e, "problem_mark", None) else f"{path}: not valid YAML ({e})") from e
+    if not isinstance(config, dict):
+        raise CCAError(f"{path}: expected a mapping with keys models, tasks, profiles")
+    return validate_config(config, source=str(path.name))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def model_settings(config: dict, model: str, source: str = "config.yaml") -> dict:
+    """The settings ``model`` runs with: its profile, overrides merged on top, its task spelled out."""
+    models = config["models"]
+    if model not in models:
+        raise CCAError(f"unknown model '{model}': {source} lists {', '.join(models)}; "
+                       "add it under models (with a profile) or pick one of those")
+    entry = models[model]
+    settings = deep_merge(config["profiles"][entry["profile"]], entry.get("overrides") or {})
+    where = f"models.{model}.overrides"
+    profile_schema = dict(_schema()["$defs"]["profile"], **{"$defs": _schema()["$defs"]})
+    errors = schema_errors(settings, profile_schema)
+    if errors:
+        raise CCAError(f"{source}: {where} gives an invalid setting: {errors[0]}")
+    _check_profile(settings, where, config, source)
+    settings["task_config"] = config["tasks"][settings["task"]]
+    settings["profile"] = entry["profile"]
+    settings["model"] = model
+    settings["path"] = entry.get("path")
+    settings["repo_id"] = entry.get("repo_id")
+    return settings
+
+
+def _check_profile(profile: dict, where: str, config: dict, source: str) -> None:
+    if profile["task"] not in config["tasks"]:
+        raise CCAError(f"{source}: {where}.task: no task named '{profile['task']}' "
+                       f"(tasks: {', '.join(config['tasks'])})")
+    splits = profile["splits"]
+    total = splits["train"] + splits["val"] + splits["test"]
+    if total > profile["instances"]["per_template"]:
+        raise CCAError(f"{source}: {where}.splits: train+val+test = {total} exceeds "
+                       f"instances.per_template = {profile['instances']['per_template']}")
+    steps = profile["update"]["steps"]
+    late = [s for s in profile["update"]["eval_steps"] if s > steps]
+    if late:
+        raise CCAError(f"{source}: {where}.update.eval_steps: {late} lie beyond update.steps = {steps}")

@@ -1,0 +1,91 @@
+"""Atomic artifact writes: a file or directory appears complete or not at all.
+
+Every writer builds its output under a temporary name in the destination's own
+directory and renames it into place, so an interrupted job never leaves a file
+that Snakemake (or a person) would take as finished.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from .errors import CCAError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _parent(path: Path) -> Path:
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CCAError(f"cannot create directory {parent}: {e.strerror}; choose a writable results directory") from e
+    if not os.access(parent, os.W_OK):
+        raise CCAError(f"cannot write to {parent}: permission denied; choose a writable results directory")
+    return parent
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    parent = _parent(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; artifacts are ordinary files
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; it replaces ``path`` if the block succeeds."""
+    path = Path(path)
+    parent = _parent(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        for f in tmp.rglob("*"):
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_json(obj, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise CCAError(f"{path} does not exist: build it first (snakemake --cores all {path})")
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise CCAError(f"{path} is not a readable Parquet file ({type(e).__name__}): delete it and rebuild") from e

@@ -1,0 +1,68 @@
+"""Tiny randomly initialised models of every supported architecture, built locally for tests.
+
+Each has 2 layers, 4 query heads over 2 KV heads (grouped-query attention) and a
+byte-level BPE tokenizer trained here on the vendored GSM8K text, so the whole
+pipeline (prompts, generation, localization, masks, updates) runs in seconds.
+The Gemma models get a head_dim that differs from hidden_size / num_heads, as the
+real ones do, so code that derives head_dim from the hidden size fails on them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ARCHITECTURES = ("gemma2", "gemma3", "olmo2", "llama", "qwen2")
+VOCAB_SIZE = 512
+_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+def _common(vocab_size: int, tokenizer) -> dict:
+    return dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+
+
+def tiny_config(architecture: str, tokenizer):
+    import transformers as tf
+
+    kw = _common(len(tokenizer), tokenizer)
+    if architecture == "llama":
+        return tf.LlamaConfig(**kw)
+    if architecture == "qwen2":
+        return tf.Qwen2Config(**kw)
+    if architecture == "olmo2":
+        return tf.Olmo2Config(**kw)
+    if architecture == "gemma2":
+        return tf.Gemma2Config(head_dim=24, sliding_window=256, **kw)
+    if architecture == "gemma3":
+        return tf.Gemma3TextConfig(head_dim=24, sliding_window=256, **kw)
+    raise ValueError(f"unknown tiny architecture '{architecture}': choose one of {', '.join(ARCHITECTURES)}")
+
+
+def build_tokenizer(vocab_size: int = VOCAB_SIZE):
+    """A byte-level BPE tokenizer trained on GSM8K questions and solutions (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rows = [json.loads(line) for line in (_RESOURCES / "gsm8k" / "train.jsonl").read_text().splitlines()[:2000]]
+    corpus = [r["question"] + "\n" + r["answer"] for r in rows]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+
+
+def build_tiny_model(architecture: str, seed: int = 0):
+    """(model, tokenizer): a randomly initialised fp32 model of ``architecture``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    config = tiny_config(architecture, tokenizer)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    return model, tokenizer

@@ -1,0 +1,85 @@
+# Shared helpers of the rules: paths, per-model settings, the command that runs the package.
+import shlex
+import sys
+from pathlib import Path
+
+from cca.config import model_settings, validate_config
+from cca.errors import CCAError
+from snakemake.exceptions import WorkflowError
+
+ROOT = Path(workflow.basedir).parent
+RESULTS = config.get("results_dir", "results")
+# The package runs in the interpreter that runs Snakemake (the project's environment).
+CCA = f"{shlex.quote(sys.executable)} -m cca.cli"
+# `snakemake` with no target builds the table of the embedded default when it is configured.
+DEFAULT_MODELS = [m for m in ("gemma-3-270m",) if m in config["models"]] or list(config["models"])[:1]
+
+try:
+    validate_config(config)
+except CCAError as e:
+    raise WorkflowError(str(e))
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    seed=r"\d+",
+    template_set=r"[A-Za-z0-9_-]+",
+
+
+def settings(wildcards):
+    """The settings of the model in `wildcards` (profile + overrides); a clear error if unknown."""
+    try:
+        return model_settings(config, wildcards.model)
+    except CCAError as e:
+        raise WorkflowError(str(e))
+
+
+def repo_path(path):
+    """Paths in config.yaml are relative to the repository root unless absolute."""
+    p = Path(path)
+    return p if p.is_absolute() else ROOT / p
+
+
+def template_dir(wildcards):
+    task = settings(wildcards)["task_config"]
+    if wildcards.template_set == "main":
+        return repo_path(task["templates"])
+    if wildcards.template_set not in task.get("robustness", {}):
+        raise WorkflowError(f"task of model {wildcards.model} has no template set '{wildcards.template_set}': "
+                            f"use main or one of {sorted(task.get('robustness', {}))}")
+    return repo_path(task["robustness"][wildcards.template_set])
+
+
+def seeds(wildcards):
+    return settings(wildcards)["seeds"]
+
+
+def log_path(name):
+    return f"{RESULTS}/{{model}}/logs/{name}.log"
+
+
+def bench_path(name):
+    return f"{RESULTS}/{{model}}/benchmarks/{name}.tsv"
+
+
+wildcard_constraints:
+    method=r"prefix|branching",
+    variant=r"mask|nomask",
+
+
+def methods(wildcards):
+    return settings(wildcards)["localization"]["methods"]
+
+
+def lambdas(wildcards):
+    return [f"{lam:g}" for lam in settings(wildcards)["dcm"]["lambdas"]]
+
+
+# Stages whose issue of work is still open fail loudly through this command (no fake outputs).
+def pending(stage, issue):
+    return f"{CCA} pending {shlex.quote(stage)} --issue {shlex.quote(issue)}"
+
+
+ISSUE_STAGE1 = "issue #3 (Stage 1: vLLM trace generation and pivotal-token localization)"
+ISSUE_STAGE23 = "issue #4 (Stages 2 and 3: DCM masks and the targeted update)"
+ISSUE_EVAL = "issue #5 (evaluation, the LoRA baseline and table.csv)"

@@ -1,0 +1,35 @@
+# Templates -> instances -> per-seed train/val/test splits.
+
+
+rule instances:
+    input:
+        lambda w: sorted(template_dir(w).glob("*.json")),
+    output:
+        f"{RESULTS}/{{model}}/instances/{{template_set}}.parquet",
+    params:
+        templates=template_dir,
+        n=lambda w: settings(w)["instances"]["per_template"],
+        seed=lambda w: settings(w)["instances"]["seed"],
+    log:
+        log_path("instances_{template_set}"),
+    benchmark:
+        bench_path("instances_{template_set}")
+    shell:
+        "{CCA} instances generate --templates {params.templates} --n {params.n} --seed {params.seed}"
+        " --out {output} 2> {log} || {{ tail -n 3 {log} >&2; exit 1; }}"
+
+
+rule splits:
+    input:
+        f"{RESULTS}/{{model}}/instances/main.parquet",
+    output:
+        f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
+    params:
+        sizes=lambda w: " ".join(f"--{k} {v}" for k, v in settings(w)["splits"].items()),
+    log:
+        log_path("splits_seed{seed}"),
+    benchmark:
+        bench_path("splits_seed{seed}")
+    shell:
+        "{CCA} splits --instances {input} --seed {wildcards.seed} {params.sizes} --out {output}"
+        " 2> {log} || {{ tail -n 3 {log} >&2; exit 1; }}"

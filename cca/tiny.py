@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 ARCHITECTURES = ("gemma2", "gemma3", "olmo2", "llama", "qwen2")
+# "<|endoftext|>" is in the vocabulary because the Qwen2 tokenizer class (which AutoTokenizer picks for a
+# qwen2 model) adds it when it is missing, which would give a token id beyond the embedding.
 VOCAB_SIZE = 512
 _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
@@ -50,7 +52,7 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>", "<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")

@@ -9,8 +9,15 @@ from snakemake.exceptions import WorkflowError
 
 ROOT = Path(workflow.basedir).parent
 RESULTS = config.get("results_dir", "results")
-# The package runs in the interpreter that runs Snakemake (the project's environment).
-CCA = f"{shlex.quote(sys.executable)} -m cca.cli"
+# The package runs in the interpreter that runs Snakemake (the project's environment), or, under
+# --use-conda, in the rule's conda environment with this checkout on its path.
+try:
+    _USE_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+except AttributeError:
+    _USE_CONDA = False
+CCA = (f"PYTHONPATH={shlex.quote(str(ROOT))} python -m cca.cli" if _USE_CONDA
+       else f"{shlex.quote(sys.executable)} -m cca.cli")
+ENV = "../../envs/cca.yaml"
 # `snakemake` with no target builds the table of the embedded default when it is configured.
 DEFAULT_MODELS = [m for m in ("gemma-3-270m",) if m in config["models"]] or list(config["models"])[:1]
 

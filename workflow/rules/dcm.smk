@@ -7,5 +7,7 @@ rule dcm_mask:
         dataset=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.safetensors",
+    conda:
+        ENV
     shell:
         pending("DCM mask training", ISSUE_STAGE23)

@@ -8,6 +8,8 @@ rule lora_baseline:
         accuracy=f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/lora/update.json",
+    conda:
+        ENV
     shell:
         pending("LoRA baseline", ISSUE_EVAL)
 
@@ -29,5 +31,7 @@ rule table:
         table_inputs,
     output:
         f"{RESULTS}/{{model}}/table.csv",
+    conda:
+        ENV
     shell:
         pending("evaluation and table.csv", ISSUE_EVAL)

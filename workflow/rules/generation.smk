@@ -7,6 +7,8 @@ rule greedy_traces:
         instances=f"{RESULTS}/{{model}}/instances/main.parquet",
     output:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
+    conda:
+        ENV
     log:
         log_path("greedy_traces"),
     shell:
@@ -18,6 +20,8 @@ rule base_accuracy:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
     output:
         f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
+    conda:
+        ENV
     shell:
         pending("base accuracy and template filter", ISSUE_STAGE1)
 
@@ -30,5 +34,7 @@ rule opposite_traces:
         splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
+    conda:
+        ENV
     shell:
         pending("sampled opposite-correctness traces", ISSUE_STAGE1)

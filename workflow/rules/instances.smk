@@ -10,6 +10,8 @@ rule instances:
         templates=template_dir,
         n=lambda w: settings(w)["instances"]["per_template"],
         seed=lambda w: settings(w)["instances"]["seed"],
+    conda:
+        ENV
     log:
         log_path("instances_{template_set}"),
     benchmark:
@@ -26,6 +28,8 @@ rule splits:
         f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
     params:
         sizes=lambda w: " ".join(f"--{k} {v}" for k, v in settings(w)["splits"].items()),
+    conda:
+        ENV
     log:
         log_path("splits_seed{seed}"),
     benchmark:

@@ -8,5 +8,7 @@ rule error_localization:
         opposite=f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
+    conda:
+        ENV
     shell:
         pending("error localization", ISSUE_STAGE1)

@@ -7,6 +7,8 @@ rule prepare_model:
     params:
         path=lambda w: f"--path {shlex.quote(settings(w)['path'])}" if settings(w)["path"] else "",
         repo_id=lambda w: f"--repo-id {settings(w)['repo_id']}" if settings(w)["repo_id"] else "",
+    conda:
+        ENV
     log:
         log_path("prepare_model"),
     benchmark:

@@ -18,5 +18,7 @@ rule targeted_update:
         unpack(update_inputs),
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/{{variant}}/update.json",
+    conda:
+        ENV
     shell:
         pending("targeted update", ISSUE_STAGE23)

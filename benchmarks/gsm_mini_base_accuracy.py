@@ -32,13 +32,9 @@ from cca.prompting import build_prompt, extract_answer, is_correct, load_exempla
 from cca.templates import draw_instances, load_template_set  # noqa: E402
 
 
-def _template_name(t, i: int) -> str:
-    for attr in ("name", "id", "template_id", "stem"):
-        v = getattr(t, attr, None)
-        if v is not None:
-            return str(v)
-    path = getattr(t, "path", None)
-    return Path(path).stem if path is not None else f"{i:04d}"
+def _template_name(t) -> str:
+    """'templates/0007' -> '0007' (the file stem)."""
+    return Path(t.path).stem if getattr(t, "path", "") else t.template_id
 
 
 def main() -> None:
@@ -56,10 +52,10 @@ def main() -> None:
     exemplars = load_exemplars(args.exemplars, range(8))
     templates = load_template_set(args.templates)
     rows = []  # (template, question, gold, prompt)
-    for i, t in enumerate(templates):
-        name = _template_name(t, i)
+    for t in templates:
+        name = _template_name(t)
         for inst in draw_instances(t, args.n_instances, args.seed):
-            rows.append((name, inst.question, float(inst.answer), build_prompt(inst.question, exemplars)))
+            rows.append((name, inst.question, float(inst.answer_value), build_prompt(inst.question, exemplars)))
     print(f"{len(templates)} templates, {len(rows)} prompts", flush=True)
 
     from vllm import LLM, SamplingParams

@@ -17,6 +17,7 @@ hostile constant such as ``10**10**10`` or ``range(10**12)`` is refused at load 
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import random
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .vocabularies import VOCABULARIES
 MAX_EXPONENT = 64
 MAX_INT_BITS = 2048
 MAX_ITEMS = 100_000
+MAX_RANGE = 1_000_000
 
 
 class EvalError(ValueError):
@@ -46,6 +48,9 @@ class Env:
 
 # ------------------------------------------------------------------ numeric helpers
 def _num(x, what="operand"):
+    t = type(x)
+    if t is int or t is Fraction:
+        return x
     x = plain(x)
     if is_number(x):
         return norm_number(x)
@@ -54,18 +59,21 @@ def _num(x, what="operand"):
 
 def _int(x, what="argument"):
     x = _num(x, what)
-    if not isinstance(x, int):
+    if type(x) is not int:
         raise EvalError(f"{what} must be a whole number, got {render_value(x)}")
     return x
 
 
+def _too_big():
+    return EvalError(f"number too large (over {MAX_INT_BITS} bits)")
+
+
 def _check_num(x):
-    if isinstance(x, int):
+    if type(x) is int:
         if x.bit_length() > MAX_INT_BITS:
-            raise EvalError(f"number too large (over {MAX_INT_BITS} bits)")
-    elif isinstance(x, Fraction):
-        if x.numerator.bit_length() > MAX_INT_BITS or x.denominator.bit_length() > MAX_INT_BITS:
-            raise EvalError(f"number too large (over {MAX_INT_BITS} bits)")
+            raise _too_big()
+    elif x.numerator.bit_length() > MAX_INT_BITS or x.denominator.bit_length() > MAX_INT_BITS:
+        raise _too_big()
     return x
 
 
@@ -84,6 +92,11 @@ def is_collection(x) -> bool:
 
 
 def _add(a, b):
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return _check_num(a + b)
+    if (ta is int or ta is Fraction) and (tb is int or tb is Fraction):
+        return _check_num(norm_number(a + b))
     a, b = plain(a), plain(b)
     if _seq(a) and _seq(b):
         _check_len(len(a) + len(b), "list")
@@ -95,6 +108,11 @@ def _add(a, b):
 
 
 def _mul(a, b):
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return _check_num(a * b)
+    if (ta is int or ta is Fraction) and (tb is int or tb is Fraction):
+        return _check_num(norm_number(a * b))
     a, b = plain(a), plain(b)
     for s, k in ((a, b), (b, a)):
         if _seq(s) or isinstance(s, str):
@@ -104,13 +122,33 @@ def _mul(a, b):
     return _check_num(norm_number(_num(a) * _num(b)))
 
 
-def _arith(op):
-    def f(a, b):
-        a, b = _num(a), _num(b)
-        if op is not operator.sub and b == 0:
-            raise EvalError("division by zero")
-        return _check_num(norm_number(op(Fraction(a), Fraction(b))))
-    return f
+def _sub(a, b):
+    if type(a) is int and type(b) is int:
+        return _check_num(a - b)
+    return _check_num(norm_number(_num(a) - _num(b)))
+
+
+def _truediv(a, b):
+    a, b = _num(a), _num(b)
+    if b == 0:
+        raise EvalError("division by zero")
+    if type(a) is int and type(b) is int:
+        return _check_num(norm_number(Fraction(a, b)))
+    return _check_num(norm_number(a / b))
+
+
+def _floordiv(a, b):
+    a, b = _num(a), _num(b)
+    if b == 0:
+        raise EvalError("division by zero")
+    return _check_num(a // b)
+
+
+def _mod(a, b):
+    a, b = _num(a), _num(b)
+    if b == 0:
+        raise EvalError("division by zero")
+    return _check_num(norm_number(a % b))
 
 
 def _pow(a, b):
@@ -126,13 +164,15 @@ def _pow(a, b):
 
 
 _BINOPS = {
-    ast.Add: _add, ast.Sub: _arith(operator.sub), ast.Mult: _mul,
-    ast.Div: _arith(operator.truediv), ast.FloorDiv: _arith(operator.floordiv),
-    ast.Mod: _arith(operator.mod), ast.Pow: _pow,
+    ast.Add: _add, ast.Sub: _sub, ast.Mult: _mul, ast.Div: _truediv, ast.FloorDiv: _floordiv,
+    ast.Mod: _mod, ast.Pow: _pow,
 }
 
 
 def _cmp_operand(x):
+    t = type(x)
+    if t is int or t is Fraction:
+        return x
     x = plain(x)
     return norm_number(x) if is_number(x) else x
 
@@ -183,7 +223,8 @@ def f_range(env, *args):
     if not 1 <= len(args) <= 3:
         raise EvalError("range takes 1 to 3 arguments")
     r = range(*(_int(a, "range bound") for a in args))
-    _check_len(len(r), "range")
+    if len(r) > MAX_RANGE:
+        raise EvalError(f"range too long ({len(r)} items; at most {MAX_RANGE})")
     return r
 
 
@@ -259,7 +300,7 @@ def f_int(env, x):
     if isinstance(x, str) and x.strip().lstrip("+-").isdigit():
         return int(x)
     x = _num(x)
-    return int(x) if isinstance(x, int) else int(Fraction(x).__trunc__())
+    return x if isinstance(x, int) else math.trunc(x)
 
 
 def f_divides(env, a, b):
@@ -290,7 +331,10 @@ def f_fix_floats(env, x):
     if _seq(x):
         return [f_fix_floats(env, v) for v in _as_list(x)]
     x = plain(x)
-    return norm_number(round(Fraction(x), 10)) if is_number(x) else x
+    if not is_number(x):
+        return x
+    x = norm_number(x)
+    return x if isinstance(x, int) or 10**10 % x.denominator == 0 else norm_number(round(x, 10))
 
 
 def f_list(env, x=()):
@@ -347,7 +391,7 @@ class Compiled:
         return self.fn(env)
 
 
-def _dotted(node):
+def dotted_name(node):
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -364,16 +408,16 @@ class _Compiler:
         self.names = set()
         self.random = False
 
-    def compile(self, node):
+    def build(self, node):
         fn, static = self._c(node)
         return fn
 
     def _c(self, node):
         """Returns (closure, static); static closures are folded to constants once."""
-        meth = getattr(self, "_c_" + type(node).__name__, None)
+        meth = self._HANDLERS.get(type(node))
         if meth is None:
             raise EvalError(f"{_describe(node)} is not allowed")
-        fn, static = meth(node)
+        fn, static = meth(self, node)
         if static and not isinstance(node, ast.Constant):
             value = fn(None)
             if isinstance(value, list):
@@ -514,7 +558,10 @@ class _Compiler:
         return g, vs and is_
 
     def _c_Call(self, node):
-        name = _dotted(node.func)
+        name = dotted_name(node.func)
+        if name is None and not isinstance(node.func, ast.Attribute):
+            self._c(node.func)  # refuses lambdas and the like with their own message
+            raise EvalError(f"only DSL functions can be called, not '{ast.unparse(node.func)}'")
         if name is None or name not in FUNCTIONS:
             if isinstance(node.func, ast.Attribute):
                 raise EvalError(f"attribute access ('{ast.unparse(node.func)}') is not allowed")
@@ -533,16 +580,28 @@ class _Compiler:
             self.random = True
 
         def call(env):
+            vals = [a(env) for a in args]
             try:
-                return fn(env, *[a(env) for a in args])
+                return fn(env, *vals)
+            except EvalError:
+                raise
             except TypeError as e:
                 if "positional argument" in str(e) or "required" in str(e):
                     raise EvalError(f"wrong number of arguments for {name}()") from None
-                raise
+                raise EvalError(f"{name}(): {e}") from None
+            except (ValueError, ArithmeticError, LookupError) as e:
+                raise EvalError(f"{name}(): {e}") from None
         return call, (not rnd) and all(p[1] for p in parts)
 
     def _c_Attribute(self, node):
         raise EvalError(f"attribute access ('{ast.unparse(node)}') is not allowed")
+
+    _HANDLERS = {
+        ast.Expression: _c_Expression, ast.Constant: _c_Constant, ast.Name: _c_Name,
+        ast.List: _c_List, ast.Tuple: _c_Tuple, ast.BinOp: _c_BinOp, ast.UnaryOp: _c_UnaryOp,
+        ast.BoolOp: _c_BoolOp, ast.Compare: _c_Compare, ast.IfExp: _c_IfExp,
+        ast.Subscript: _c_Subscript, ast.Call: _c_Call, ast.Attribute: _c_Attribute,
+    }
 
 
 def _describe(node) -> str:
@@ -564,7 +623,7 @@ def compile_expr(source: str, variables) -> Compiled:
         raise EvalError("not a valid expression") from None
     c = _Compiler(variables)
     try:
-        fn = c.compile(tree)
+        fn = c.build(tree)
     except RecursionError:
         raise EvalError("expression nested too deeply") from None
     return Compiled(fn, frozenset(c.names), c.random, source.strip())

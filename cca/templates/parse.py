@@ -26,10 +26,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .evaluator import Compiled, EvalError, _dotted, compile_expr
+from ..errors import CCAError
+from .evaluator import Compiled, EvalError, dotted_name, compile_expr
 
 
-class TemplateError(ValueError):
+class TemplateError(CCAError, ValueError):
     """A template cannot be used; the message names the template, the line and the problem."""
 
 
@@ -57,6 +58,7 @@ class InitStmt:
     expr: Compiled
     line: Line
     domain: Compiled | None = None  # the fixed list the value is drawn from, when there is one
+    uniform: bool = False           # the value is one item of `domain`, uniformly (`X`, `sample(X)`)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Condition:
     expr: Compiled
     line: Line
     eq_diff: Compiled | None = None  # lhs - rhs of a `lhs == rhs` condition
+    linear_in: frozenset = frozenset()  # variables in which eq_diff is linear
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,14 @@ def _err(tid, problem, line=None):
     return TemplateError(f"template {tid}:{where} {problem}")
 
 
-def _compile(tid, source, variables, line):
+def _compile(tid, source, variables, line, random_ok=True):
     try:
-        return compile_expr(strip_dollars(source), variables)
+        c = compile_expr(strip_dollars(source), variables)
     except EvalError as e:
         raise _err(tid, str(e), line) from None
+    if c.random and not random_ok:
+        raise _err(tid, "random functions (sample, shuffle_list, randint, ...) belong in #init only", line)
+    return c
 
 
 def _parse_body(tid, body, variables):
@@ -176,7 +182,7 @@ def _parse_solution(tid, text, variables):
             src = m.group(1).strip()
             if not src:
                 raise _err(tid, "empty {} in the solution template", line)
-            expr = _compile(tid, src, variables, line)
+            expr = _compile(tid, src, variables, line, False)
             bare = strip_dollars(src) if re.fullmatch(r"\$?[A-Za-z_]\w*", src) else None
             pieces.append(Hole(expr, line, bare))
             pos = m.end()
@@ -203,24 +209,65 @@ def _parse_solution(tid, text, variables):
 def _domain(src, variables):
     """For `sample(X)`, `sample(X, k)`, `sample_sequential(X, k)` or a plain X: X, if it is fixed."""
     tree = ast.parse(src.strip(), mode="eval").body
-    if (isinstance(tree, ast.Call) and _dotted(tree.func) in ("sample", "sample_sequential")
+    uniform = True
+    if (isinstance(tree, ast.Call) and dotted_name(tree.func) in ("sample", "sample_sequential")
             and tree.args and not tree.keywords):
-        src = ast.unparse(tree.args[0])
+        uniform = dotted_name(tree.func) == "sample" and len(tree.args) == 1
+        tree = tree.args[0]
+    if uniform:
+        tree = _drop_shuffles(tree)
+    src = ast.unparse(tree)
     try:
         c = compile_expr(src, variables)
     except EvalError:
-        return None
-    return c if not c.names and not c.random else None
+        return None, False
+    return (c, uniform) if not c.names and not c.random else (None, False)
+
+
+def _linear(node, v):
+    """'const' if ``v`` does not occur, 'lin' if the expression is linear in it, else None."""
+    if not any(isinstance(n, ast.Name) and n.id == v for n in ast.walk(node)):
+        return "const"
+    if isinstance(node, ast.Name):
+        return "lin"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _linear(node.operand, v)
+    if isinstance(node, ast.BinOp):
+        a, b = _linear(node.left, v), _linear(node.right, v)
+        if a is None or b is None:
+            return None
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            return "lin"
+        if isinstance(node.op, ast.Mult):
+            return "lin" if "const" in (a, b) else None
+        if isinstance(node.op, ast.Div):
+            return a if b == "const" else None
+    return None
+
+
+def _drop_shuffles(tree):
+    """In ``fix_floats(shuffle_list(list(X)))``-style wrappers of a list that one item is
+    drawn from uniformly, the shuffle changes nothing: drop it (the rest stays)."""
+    if (isinstance(tree, ast.Call) and dotted_name(tree.func) in ("fix_floats", "list", "shuffle_list")
+            and len(tree.args) == 1 and not tree.keywords):
+        inner = _drop_shuffles(tree.args[0])
+        if dotted_name(tree.func) == "shuffle_list":
+            return inner
+        return ast.Call(tree.func, [inner], [])
+    return tree
 
 
 def _eq_diff(src, variables):
+    """(lhs - rhs, the variables it is linear in) for a ``lhs == rhs`` condition."""
     tree = ast.parse(src.strip(), mode="eval").body
     if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], ast.Eq):
+        diff = ast.BinOp(tree.left, ast.Sub(), tree.comparators[0])
         try:
-            return compile_expr(f"({ast.unparse(tree.left)}) - ({ast.unparse(tree.comparators[0])})", variables)
+            c = compile_expr(ast.unparse(diff), variables)
         except EvalError:
-            return None
-    return None
+            return None, frozenset()
+        return c, frozenset(v for v in c.names if _linear(diff, v) == "lin")
+    return None, frozenset()
 
 
 def parse_template(data: dict, template_id: str, path: str = "") -> Template:
@@ -292,10 +339,10 @@ def parse_template(data: dict, template_id: str, path: str = "") -> Template:
     variables = frozenset(targets)
 
     init = tuple(InitStmt(t, num, _compile(tid, src, variables, line), line,
-                          _domain(strip_dollars(src), variables)) for t, num, src, line in parsed_init)
-    conditions = tuple(Condition(_compile(tid, src, variables, line), line,
-                                 _eq_diff(strip_dollars(src), variables)) for src, line in cond_items)
-    answer_expr = _compile(tid, answer_src, variables, answer_line)
+                          *_domain(strip_dollars(src), variables)) for t, num, src, line in parsed_init)
+    conditions = tuple(Condition(_compile(tid, src, variables, line, False), line,
+                                 *_eq_diff(strip_dollars(src), variables)) for src, line in cond_items)
+    answer_expr = _compile(tid, answer_src, variables, answer_line, False)
     body_parts = _parse_body(tid, body, variables)
     solution, final_hole = _parse_solution(tid, data["answer_annotated"], variables)
     id_orig = data.get("id_orig")
@@ -319,8 +366,9 @@ def load_template(path, template_id: str | None = None) -> Template:
     return parse_template(data, tid, str(p))
 
 
-def load_template_set(directory) -> list[Template]:
-    """All ``*.json`` templates of a directory, sorted by id (``<dir name>/<stem>``)."""
+def load_template_set(directory, name: str | None = None) -> list[Template]:
+    """All ``*.json`` templates of a directory, sorted by id (``<name>/<stem>``; name defaults to the dir name)."""
     d = Path(directory)
-    return sorted((load_template(p, f"{d.name}/{p.stem}") for p in d.glob("*.json")),
+    name = name or d.name
+    return sorted((load_template(p, f"{name}/{p.stem}") for p in d.glob("*.json")),
                   key=lambda t: t.template_id)

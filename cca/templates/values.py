@@ -34,15 +34,23 @@ class Worded:
 
 def plain(x):
     """The value behind a Worded, anything else unchanged."""
-    return x.value if isinstance(x, Worded) else x
+    return x.value if type(x) is Worded else x
 
 
 def is_number(x) -> bool:
-    return isinstance(x, Rational) and not isinstance(x, bool) or isinstance(x, float)
+    t = type(x)
+    if t is int or t is Fraction or t is float:
+        return True
+    return t is not bool and isinstance(x, Rational)
 
 
 def norm_number(x):
     """Exact canonical form: bool/float/Fraction -> int when whole, Fraction otherwise."""
+    t = type(x)
+    if t is int:
+        return x
+    if t is Fraction:
+        return x.numerator if x.denominator == 1 else x
     if isinstance(x, bool):
         return int(x)
     if isinstance(x, float):

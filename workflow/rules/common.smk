@@ -52,6 +52,14 @@ def template_dir(wildcards):
     return repo_path(task["robustness"][wildcards.template_set])
 
 
+def template_set_flags(wildcards):
+    """main: ids prefixed by tasks.<task>.set_name; robustness sets are perturbed variants (P1/P2)."""
+    if wildcards.template_set == "main":
+        name = settings(wildcards)["task_config"].get("set_name")
+        return f"--name {name}" if name else ""
+    return f"--name {wildcards.template_set} --perturbed"
+
+
 def seeds(wildcards):
     return settings(wildcards)["seeds"]
 

@@ -8,6 +8,7 @@ rule instances:
         f"{RESULTS}/{{model}}/instances/{{template_set}}.parquet",
     params:
         templates=template_dir,
+        flags=template_set_flags,
         n=lambda w: settings(w)["instances"]["per_template"],
         seed=lambda w: settings(w)["instances"]["seed"],
     conda:
@@ -18,7 +19,7 @@ rule instances:
         bench_path("instances_{template_set}")
     shell:
         "{CCA} instances generate --templates {params.templates} --n {params.n} --seed {params.seed}"
-        " --out {output} 2> {log} || {{ tail -n 3 {log} >&2; exit 1; }}"
+        " {params.flags} --out {output} 2> {log} || {{ tail -n 3 {log} >&2; exit 1; }}"
 
 
 rule splits:

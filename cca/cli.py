@@ -127,6 +127,111 @@ def _cmd_config(args) -> None:
     print(f"{args.config}: valid")
 
 
+def _settings(args) -> dict:
+    try:
+        return json.loads(args.settings)
+    except json.JSONDecodeError as e:
+        raise CCAError(f"--settings is not valid JSON ({e})") from e
+
+
+def _fingerprint(*parts) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cmd_traces_greedy(args) -> None:
+    from .config import ROOT
+    from .generation import open_backend
+    from .io import finish_shards, read_parquet, sharded, write_parquet
+    from .traces import greedy_traces, prompt_texts, tokenize_prompts
+
+    s = _settings(args)
+    gen = s["generation"]
+    instances = read_parquet(args.instances)
+    backend = open_backend(args.checkpoint, seed=0, **gen)
+    prompts = tokenize_prompts(backend.tokenizer, prompt_texts(instances, s["task"], ROOT))
+    instances = instances.assign(_prompt=prompts)
+    parts = f"{args.out}.parts"
+
+    def work(chunk):
+        return greedy_traces(backend, chunk, list(chunk["_prompt"]), gen["max_new_tokens"], backend.max_len)
+
+    df = sharded(instances, args.shard_size, parts, _fingerprint(s, list(instances["instance_id"])), work,
+                 desc="greedy traces")
+    write_parquet(df, args.out)
+    finish_shards(parts)
+    print(f"greedy: {int(df['correct'].sum())}/{len(df)} correct ({df['correct'].mean():.3f}), "
+          f"{int(df['error'].notna().sum())} errors -> {args.out}")
+
+
+def _cmd_traces_accuracy(args) -> None:
+    from .io import read_parquet, write_parquet
+    from .traces import base_accuracy
+
+    acc = base_accuracy(read_parquet(args.greedy), args.threshold)
+    write_parquet(acc, args.out)
+    print(f"{int(acc['train_eligible'].sum())} of {len(acc)} templates below accuracy {args.threshold} "
+          f"(mean per-template accuracy {acc['accuracy'].mean():.3f}) -> {args.out}")
+
+
+def _cmd_traces_opposite(args) -> None:
+    from .generation import open_backend
+    from .io import finish_shards, read_parquet, sharded, write_parquet
+    from .traces import opposite_traces
+
+    s = _settings(args)
+    gen, smp = s["generation"], s["sampling"]
+    greedy = read_parquet(args.greedy)
+    acc = read_parquet(args.accuracy)
+    split = read_parquet(args.splits)
+    eligible = set(acc.loc[acc["train_eligible"], "template_id"])
+    targets = split[(split["split"] == "train") & split["template_id"].isin(eligible)]
+    backend = open_backend(args.checkpoint, seed=args.seed, **gen)
+    parts = f"{args.out}.parts"
+
+    def work(chunk):
+        return opposite_traces(backend, greedy, chunk, smp["num_samples"], smp["temperature"],
+                               smp.get("top_p", 1.0), smp.get("max_new_tokens", gen["max_new_tokens"]),
+                               round_size=smp.get("round_size", 0))
+
+    df = sharded(targets, args.shard_size, parts, _fingerprint(s, args.seed, list(targets["instance_id"])), work,
+                 desc="opposite traces")
+    write_parquet(df, args.out)
+    finish_shards(parts)
+    print(f"seed {args.seed}: {int(df['found'].sum())} of {len(df)} train instances have an opposite trace "
+          f"(templates below threshold: {len(eligible)}) -> {args.out}")
+
+
+def _cmd_localize(args) -> None:
+    from .error_localization import localize, pairs_table, summary, timed
+    from .generation import open_backend
+    from .io import read_parquet, write_json, write_parquet
+
+    s = _settings(args)
+    gen = s["generation"]
+    greedy, opposite = read_parquet(args.greedy), read_parquet(args.opposite)
+    pairs = pairs_table(greedy, opposite)
+    if args.method == "branching" and len(pairs):
+        backend = open_backend(args.checkpoint, seed=0, **gen)
+        tokenizer = backend.tokenizer
+    else:
+        from transformers import AutoTokenizer
+
+        from .models import checkpoint_path
+
+        backend, tokenizer = None, AutoTokenizer.from_pretrained(checkpoint_path(args.checkpoint))
+    df, seconds = timed(localize, pairs, args.method, tokenizer, backend, gen["max_new_tokens"],
+                        s["localization"].get("branching_search", "scan"), args.batch)
+    write_parquet(df, args.out)
+    if args.summary:
+        write_json(summary(len(opposite), opposite, {args.method: df}, {args.method: seconds}), args.summary)
+    ok = df[df["status"] == "ok"]
+    print(f"{args.method}: {len(ok)} pivots from {len(pairs)} pairs "
+          f"({len(opposite) - len(pairs)} train instances without an opposite trace), "
+          f"{ok['completions'].mean() if len(ok) else 0:.1f} completions per pair, {seconds:.0f}s -> {args.out}")
+
+
 def _cmd_pending(args) -> None:
     raise CCAError(f"{args.stage} is not implemented yet: it is the work of {args.issue}. "
                    "Targets up to the splits build today: snakemake --cores all results/<model>/splits/seed0.parquet")
@@ -168,6 +273,34 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{name}", type=int, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_cmd_splits)
+
+    tr = sub.add_parser("traces", help="greedy and sampled traces").add_subparsers(dest="action", required=True)
+    s = tr.add_parser("greedy", help="greedy traces of every instance")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--instances", required=True)
+    s.add_argument("--settings", required=True, help="JSON: {generation: ..., task: ...}")
+    s.add_argument("--shard-size", type=int, default=256)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_traces_greedy)
+    s = tr.add_parser("accuracy", help="per-template base accuracy and the training filter")
+    s.add_argument("--greedy", required=True)
+    s.add_argument("--threshold", type=float, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_traces_accuracy)
+    s = tr.add_parser("opposite", help="sampled traces of opposite correctness for the train split")
+    for a in ("--checkpoint", "--greedy", "--accuracy", "--splits", "--settings", "--out"):
+        s.add_argument(a, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--shard-size", type=int, default=256)
+    s.set_defaults(func=_cmd_traces_opposite)
+
+    s = sub.add_parser("localize", help="Error-Localization dataset (prefix or branching method)")
+    for a in ("--checkpoint", "--greedy", "--opposite", "--settings", "--out"):
+        s.add_argument(a, required=True)
+    s.add_argument("--method", choices=["prefix", "branching"], required=True)
+    s.add_argument("--batch", type=int, default=8, help="branching: prefixes of a pair per engine round")
+    s.add_argument("--summary", help="write the counts as JSON here")
+    s.set_defaults(func=_cmd_localize)
 
     s = sub.add_parser("config", help="validate config.yaml and show each model's settings")
     s.add_argument("--config", default="config.yaml")

@@ -179,3 +179,25 @@ class VLLMBackend:
 
 def _progress() -> bool:
     return os.environ.get("CCA_PROGRESS", "1") != "0"
+
+
+def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16", max_model_len: int = 4096,
+                 seed: int = 0, **_ignored) -> Backend:
+    """A backend over a prepared checkpoint (``results/<model>/checkpoint``)."""
+    from .models import checkpoint_path
+
+    if backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError as e:
+            raise CCAError("generation.backend is vllm but vLLM is not installed: make install (CPU) or "
+                           "make install EXTRA=gpu, or set generation.backend: hf in config.yaml") from e
+        return VLLMBackend(checkpoint_path(checkpoint_dir), dtype=dtype, max_model_len=max_model_len, seed=seed)
+    if backend == "hf":
+        from .models import load_model
+
+        model, tokenizer = load_model(checkpoint_dir, dtype="float32")
+        b = HFBackend(model, tokenizer, seed=seed)
+        b.max_len = min(b.max_len, max_model_len)
+        return b
+    raise CCAError(f"unknown generation backend '{backend}': use vllm or hf")

@@ -89,3 +89,37 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise CCAError(f"{path} is not a readable Parquet file ({type(e).__name__}): delete it and rebuild") from e
+
+
+def sharded(df: pd.DataFrame, shard_size: int, parts_dir: str | Path, fingerprint: str, fn, desc: str = "shards"):
+    """Apply ``fn`` (DataFrame -> DataFrame) to consecutive shards of ``df``, checkpointing each result.
+
+    Finished shards are written atomically under ``parts_dir``; a re-run after an interruption
+    reuses them when ``fingerprint`` (what the work depends on) is unchanged, and redoes the rest.
+    Returns the concatenated result and removes ``parts_dir``.
+    """
+    from tqdm import tqdm
+
+    parts = Path(parts_dir)
+    stamp = parts / "fingerprint.txt"
+    if parts.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        with atomic_file(stamp) as tmp:
+            tmp.write_text(fingerprint)
+    n = max(1, -(-len(df) // shard_size))
+    results = []
+    for i in tqdm(range(n), desc=desc, unit="shard", disable=None):
+        path = parts / f"part-{i:05d}.parquet"
+        if path.is_file():
+            results.append(pd.read_parquet(path))
+            continue
+        out = fn(df.iloc[i * shard_size:(i + 1) * shard_size])
+        write_parquet(out, path)
+        results.append(out)
+    return pd.concat(results, ignore_index=True) if results else pd.DataFrame()
+
+
+def finish_shards(parts_dir: str | Path) -> None:
+    shutil.rmtree(parts_dir, ignore_errors=True)

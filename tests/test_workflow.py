@@ -70,10 +70,11 @@ def test_builds_splits_then_does_nothing(workdir):
 
 
 def test_unimplemented_stage_fails_loudly(workdir):
-    proc = snakemake(workdir, "--cores", "1", "results/tiny-llama/traces/greedy.parquet", check=False)
+    target = "results/tiny-llama/seed0/prefix/masks/lambda0.01.safetensors"
+    proc = snakemake(workdir, "--cores", "1", target, check=False)
     assert proc.returncode != 0
-    assert "issue #3" in proc.stdout + proc.stderr
-    assert not (workdir / "results/tiny-llama/traces/greedy.parquet").exists()
+    assert "issue #4" in proc.stdout + proc.stderr
+    assert not (workdir / target).exists()
 
 
 def test_bad_config_stops_before_any_job(tmp_path):

@@ -1,4 +1,5 @@
 # Shared helpers of the rules: paths, per-model settings, the command that runs the package.
+import json
 import shlex
 import sys
 from pathlib import Path

@@ -1,18 +1,36 @@
 # Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces.
 
 
+def stage_settings(*keys):
+    """Params: the JSON of just the settings a rule depends on (a change re-runs only that rule and after)."""
+
+    def get(wildcards):
+        s = settings(wildcards)
+        picked = {k: s[k] for k in keys if k != "task"}
+        if "task" in keys:
+            picked["task"] = s["task_config"]
+        return shlex.quote(json.dumps(picked, sort_keys=True))
+
+    return get
+
+
 rule greedy_traces:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
         instances=f"{RESULTS}/{{model}}/instances/main.parquet",
     output:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
-    conda:
-        ENV
+    params:
+        settings=stage_settings("generation", "task"),
     log:
         log_path("greedy_traces"),
+    benchmark:
+        bench_path("greedy_traces")
+    conda:
+        ENV
     shell:
-        pending("greedy trace generation", ISSUE_STAGE1)
+        "{CCA} traces greedy --checkpoint {input.checkpoint} --instances {input.instances}"
+        " --settings {params.settings} --out {output} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 
 
 rule base_accuracy:
@@ -20,10 +38,15 @@ rule base_accuracy:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
     output:
         f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
+    params:
+        threshold=lambda w: settings(w)["template_filter"]["max_base_accuracy"],
+    log:
+        log_path("base_accuracy"),
     conda:
         ENV
     shell:
-        pending("base accuracy and template filter", ISSUE_STAGE1)
+        "{CCA} traces accuracy --greedy {input} --threshold {params.threshold} --out {output}"
+        " 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 
 
 rule opposite_traces:
@@ -34,7 +57,15 @@ rule opposite_traces:
         splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
+    params:
+        settings=stage_settings("generation", "sampling"),
+    log:
+        log_path("opposite_traces_seed{seed}"),
+    benchmark:
+        bench_path("opposite_traces_seed{seed}")
     conda:
         ENV
     shell:
-        pending("sampled opposite-correctness traces", ISSUE_STAGE1)
+        "{CCA} traces opposite --checkpoint {input.checkpoint} --greedy {input.greedy}"
+        " --accuracy {input.accuracy} --splits {input.splits} --seed {wildcards.seed}"
+        " --settings {params.settings} --out {output} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"

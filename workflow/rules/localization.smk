@@ -7,8 +7,17 @@ rule error_localization:
         greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
         opposite=f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
     output:
-        f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
+        dataset=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
+        summary=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.summary.json",
+    params:
+        settings=stage_settings("generation", "localization"),
+    log:
+        log_path("error_localization_{method}_seed{seed}"),
+    benchmark:
+        bench_path("error_localization_{method}_seed{seed}")
     conda:
         ENV
     shell:
-        pending("error localization", ISSUE_STAGE1)
+        "{CCA} localize --method {wildcards.method} --checkpoint {input.checkpoint} --greedy {input.greedy}"
+        " --opposite {input.opposite} --settings {params.settings} --out {output.dataset}"
+        " --summary {output.summary} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"

@@ -40,12 +40,14 @@ def _template_name(t) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", help="output CSV path")
-    ap.add_argument("--model", default=str(ROOT / "results/models/gemma-3-270m"))
+    ap.add_argument("--model", default=str(ROOT / "results/gemma-3-270m/checkpoint"))
     ap.add_argument("--templates", default=str(ROOT / "resources/gsm-mini/templates"))
     ap.add_argument("--exemplars", default=str(ROOT / "resources/gsm-mini/exemplars.jsonl"))
     ap.add_argument("-n", "--n-instances", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--as-tokenized", action="store_true",
+                    help="do not prepend BOS when the tokenizer leaves it out (measures the checkpoint as-is)")
     ap.add_argument("--completions", default=None, help="optional JSONL dump of every prompt's completion")
     args = ap.parse_args()
 
@@ -58,13 +60,26 @@ def main() -> None:
             rows.append((name, inst.question, float(inst.answer_value), build_prompt(inst.question, exemplars)))
     print(f"{len(templates)} templates, {len(rows)} prompts", flush=True)
 
+    from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
+
+    # Gemma needs its BOS token. Tokenize here so that the prompt ids are explicit, and prepend BOS when
+    # the checkpoint's tokenizer does not add it itself (unless --as-tokenized is given).
+    tok = AutoTokenizer.from_pretrained(args.model)
+    prompt_ids = [list(tok(r[3])["input_ids"]) for r in rows]
+    bos = tok.bos_token_id
+    missing = bos is not None and any(not ids or ids[0] != bos for ids in prompt_ids)
+    if missing:
+        print(f"WARNING: the tokenizer of {args.model} does not add BOS ({tok.bos_token!r}); "
+              + ("measuring WITHOUT it (--as-tokenized)" if args.as_tokenized else "prepending it"), flush=True)
+        if not args.as_tokenized:
+            prompt_ids = [ids if ids and ids[0] == bos else [bos] + ids for ids in prompt_ids]
 
     llm = LLM(model=args.model, dtype="bfloat16", gpu_memory_utilization=0.25, enforce_eager=True, seed=0,
               enable_prefix_caching=True)
     params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens, stop=["Q:"])
     t0 = time.time()
-    outs = llm.generate([r[3] for r in rows], params)
+    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params)
     print(f"generation: {time.time() - t0:.0f} s", flush=True)
 
     per: dict[str, list[int]] = {}

@@ -30,6 +30,7 @@ class ModelSpec:
     repo_id: str | None = None  # hub id (hub models) or the original model's id (embedded)
     package: str | None = None  # embedded: the Python package shipping the GGUF
     architecture: str | None = None  # tiny: one of tiny.ARCHITECTURES
+    train_steps: int = 0  # tiny: steps of training on gsm-mini after random initialisation
     note: str = ""
 
 
@@ -47,6 +48,8 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("tiny-olmo2", "tiny", architecture="olmo2"),
         ModelSpec("tiny-llama", "tiny", architecture="llama"),
         ModelSpec("tiny-qwen2", "tiny", architecture="qwen2"),
+        ModelSpec("tiny-gsm", "tiny", architecture="llama", train_steps=300,
+                  note="tiny llama trained briefly on gsm-mini: sometimes right, for end-to-end tests"),
     ]
 }
 
@@ -75,7 +78,7 @@ def prepare_model(name: str, out_dir: str | Path, *, path: str | None = None, re
         elif spec.source == "tiny":
             from .tiny import build_tiny_model
 
-            model, tokenizer = build_tiny_model(spec.architecture, seed=seed)
+            model, tokenizer = build_tiny_model(spec.architecture, seed=seed, train_steps=spec.train_steps)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             weights = "."

@@ -58,13 +58,47 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
-def build_tiny_model(architecture: str, seed: int = 0):
-    """(model, tokenizer): a randomly initialised fp32 model of ``architecture``."""
+def build_tiny_model(architecture: str, seed: int = 0, train_steps: int = 0):
+    """(model, tokenizer): a randomly initialised fp32 model of ``architecture``.
+
+    With ``train_steps``, the model is then trained briefly on worked gsm-mini problems, so that it
+    writes answers in the prompt's format and is sometimes right: enough for every stage of the
+    workflow to have real pairs, pivots and masks to work on in tests.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     tokenizer = build_tokenizer()
     config = tiny_config(architecture, tokenizer)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-    return model, tokenizer
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if train_steps:
+        train_on_gsm_mini(model, tokenizer, train_steps, seed)
+    return model.eval(), tokenizer
+
+
+def train_on_gsm_mini(model, tokenizer, steps: int, seed: int = 0, batch_size: int = 16, lr: float = 3e-3) -> None:
+    """A few hundred AdamW steps of next-token prediction on two-problem gsm-mini sequences."""
+    import random
+
+    import torch
+
+    from .prompting import ANSWER_CUE, gsm8k_solution_to_cot
+    from .templates import draw_instances, load_template_set
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    templates = load_template_set(_RESOURCES / "gsm-mini" / "templates", "gsm-mini")
+    # seed 10_000 + seed: instances disjoint in draw from the workflow's (instances.seed is small)
+    texts = [f"Q: {i.question}\nA: {ANSWER_CUE} {gsm8k_solution_to_cot(i.solution)}\n\n"
+             for t in templates for i in draw_instances(t, 30, 10_000 + seed)]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        seqs = ["".join(rng.sample(texts, 2)) for _ in range(batch_size)]
+        enc = tokenizer(seqs, return_tensors="pt", padding=True, truncation=True, max_length=256)
+        labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+        model(**enc, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()

@@ -1,4 +1,5 @@
 """The Snakemake workflow on a tiny configuration: planning, building, caching, refusing bad input."""
+import json
 import shutil
 import subprocess
 import sys
@@ -69,8 +70,36 @@ def test_builds_splits_then_does_nothing(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_stage1_builds_both_error_localization_datasets(workdir):
+    base = workdir / "results/tiny-gsm"
+    targets = [f"results/tiny-gsm/seed0/error_localization_{m}.parquet" for m in ("prefix", "branching")]
+    snakemake(workdir, "--cores", "2", *targets)
+    greedy = pd.read_parquet(base / "traces/greedy.parquet")
+    instances = pd.read_parquet(base / "instances/main.parquet")
+    assert len(greedy) == len(instances) and greedy["error"].isna().all()
+    assert 0 < greedy["correct"].mean() < 1  # the trained tiny model is sometimes right
+    acc = pd.read_parquet(base / "traces/base_accuracy.parquet")
+    assert set(acc.columns) >= {"template_id", "accuracy", "train_eligible"}
+    opposite = pd.read_parquet(base / "seed0/opposite_traces.parquet")
+    assert opposite["found"].sum() > 0
+    for method in ("prefix", "branching"):
+        df = pd.read_parquet(base / f"seed0/error_localization_{method}.parquet")
+        summary = json.loads((base / f"seed0/error_localization_{method}.summary.json").read_text())
+        ok = df[df.status == "ok"]
+        assert len(df) == summary["pairs_found"] == opposite["found"].sum()
+        assert summary["methods"][method]["pivots_found"] == len(ok) > 0
+        assert summary["no_opposite_trace"] == (~opposite["found"]).sum()
+        assert (ok.desired_id != ok.undesired_id).all()
+        g = greedy.set_index("instance_id")
+        for r in ok.itertuples():
+            prompt = list(g.at[r.instance_id, "prompt_ids"])
+            assert list(r.prefix_ids[: len(prompt)]) == prompt
+            assert len(r.prefix_ids) == len(prompt) + r.pivot_position
+    assert not list(base.rglob("*.parts"))  # shard checkpoints are removed once a table is complete
+
+
 def test_unimplemented_stage_fails_loudly(workdir):
-    target = "results/tiny-llama/seed0/prefix/masks/lambda0.01.safetensors"
+    target = "results/tiny-gsm/seed0/prefix/masks/lambda0.01.safetensors"
     proc = snakemake(workdir, "--cores", "1", target, check=False)
     assert proc.returncode != 0
     assert "issue #4" in proc.stdout + proc.stderr

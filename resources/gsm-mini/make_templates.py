@@ -36,143 +36,148 @@ def T(q: str, init: list[str], ans: str, sol: str, cond: tuple[str, ...] = ()) -
 F_ = "name = sample(names_female)"
 M_ = "name = sample(names_male)"
 
+# Solutions follow the style of exemplars.jsonl: restate the facts, then ", so ... = ...".
 TEMPLATES: list[dict] = [
     # ---------------- one step: addition ----------------
     T("{name,Lily} has {a,6} apples. Her friend gives her {b,3} more apples. How many apples does {name,Lily} have now?",
       [F_, "$a = range(2, 10)", "$b = range(2, 10)"], "a + b",
-      "{name} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} apples now."),
+      "{name} has {a} apples and gets {b} more, so she has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} apples now."),
     T("There are {a,5} red balloons and {b,4} blue balloons at the party. How many balloons are there in total?",
       ["$a = range(2, 10)", "$b = range(2, 10)"], "a + b",
-      "There are {a} + {b} = <<{a}+{b}={a+b}>>{a+b} balloons in total."),
+      "There are {a} red balloons and {b} blue balloons, so there are {a} + {b} = <<{a}+{b}={a+b}>>{a+b} balloons in total."),
     T("{name,Omar} has {a,7} red cars and {b,2} blue cars. How many cars does he have altogether?",
       [M_, "$a = range(2, 10)", "$b = range(2, 10)"], "a + b",
-      "{name} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} cars altogether."),
+      "{name} has {a} red cars and {b} blue cars, so he has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} cars altogether."),
     T("There were {a,12} people on a bus. At the next stop, {b,5} more people got on. How many people are on the bus now?",
       ["$a = range(10, 20)", "$b = range(2, 10)"], "a + b",
-      "There are {a} + {b} = <<{a}+{b}={a+b}>>{a+b} people on the bus now."),
-    T("{name,Ethan} scored {a,15} points in the first game and {b,21} points in the second game. How many points did he score in all?",
-      [M_, "$a = range(10, 30)", "$b = range(10, 30)"], "a + b",
-      "{name} scored {a} + {b} = <<{a}+{b}={a+b}>>{a+b} points in all."),
+      "There were {a} people and {b} more got on, so there are {a} + {b} = <<{a}+{b}={a+b}>>{a+b} people on the bus now."),
+    T("{name,Ethan} scored {a,15} points in the first game and {b,12} points in the second game. How many points did he score in all?",
+      [M_, "$a = range(10, 20)", "$b = range(10, 20)"], "a + b",
+      "{name} scored {a} points and {b} points, so he scored {a} + {b} = <<{a}+{b}={a+b}>>{a+b} points in all."),
     T("{name,Mia} is {a,9} years old. Her brother is {b,4} years older than her. How old is her brother?",
       [F_, "$a = range(5, 15)", "$b = range(2, 8)"], "a + b",
-      "Her brother is {a} + {b} = <<{a}+{b}={a+b}>>{a+b} years old."),
+      "{name} is {a} and her brother is {b} years older, so he is {a} + {b} = <<{a}+{b}={a+b}>>{a+b} years old."),
     T("A notebook costs ${a,4} and a pen costs ${b,3}. How much do the notebook and the pen cost together?",
       ["$a = range(2, 10)", "$b = range(2, 10)"], "a + b",
-      "Together they cost {a} + {b} = $<<{a}+{b}={a+b}>>{a+b}."),
+      "The notebook costs ${a} and the pen costs ${b}, so together they cost {a} + {b} = $<<{a}+{b}={a+b}>>{a+b}."),
     T("{name,Ivy} read {a,8} pages on Monday and {b,6} pages on Tuesday. How many pages did she read in total?",
       [F_, "$a = range(2, 12)", "$b = range(2, 12)"], "a + b",
-      "{name} read {a} + {b} = <<{a}+{b}={a+b}>>{a+b} pages in total."),
+      "{name} read {a} pages and {b} pages, so she read {a} + {b} = <<{a}+{b}={a+b}>>{a+b} pages in total."),
     # ---------------- one step: subtraction ----------------
-    T("{name,Emma} had {a,14} stickers. She gave {b,5} stickers to her brother. How many stickers does she have left?",
-      [F_, "$a = range(10, 20)", "$b = range(2, 10)"], "a - b",
-      "{name} has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} stickers left.", ("a > b",)),
-    T("There are {a,9} birds on a tree. {b,3} birds fly away. How many birds are left on the tree?",
-      ["$a = range(5, 20)", "$b = range(1, 6)"], "a - b",
-      "There are {a} - {b} = <<{a}-{b}={a-b}>>{a-b} birds left on the tree.", ("a > b",)),
-    T("A book has {a,40} pages. {name,Chloe} has read {b,15} pages. How many pages does she have left to read?",
-      [F_, "$a = range(20, 50)", "$b = range(5, 20)"], "a - b",
-      "{name} has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} pages left to read.", ("a > b",)),
-    T("{name1,Jack} has {a,18} marbles and {name2,Noah} has {b,9} marbles. How many more marbles does {name1,Jack} have than {name2,Noah}?",
-      ["name1, name2 = sample(names_male, 2)", "$a = range(10, 20)", "$b = range(2, 10)"], "a - b",
-      "{name1} has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} more marbles than {name2}.", ("a > b",)),
+    T("{name,Emma} had {a,9} stickers. She gave {b,3} stickers to her brother. How many stickers does she have left?",
+      [F_, "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
+      "{name} had {a} stickers and gave away {b}, so she has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} stickers left.", ("a > b",)),
+    T("There are {a,9} {bird,birds} on a fence. {b,3} {bird,birds} fly away. How many {bird,birds} are left on the fence?",
+      ["bird = sample([\"birds\", \"crows\", \"sparrows\", \"pigeons\"])", "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
+      "There were {a} {bird} and {b} flew away, so there are {a} - {b} = <<{a}-{b}={a-b}>>{a-b} {bird} left on the fence.", ("a > b",)),
+    T("A book has {a,60} pages. {name,Chloe} has read {b,20} pages. How many pages does she have left to read?",
+      [F_, "$a = range(20, 100, 10)", "$b = range(10, 50, 10)"], "a - b",
+      "The book has {a} pages and {name} has read {b}, so she has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} pages left to read.", ("a > b",)),
+    T("{name1,Jack} has {a,12} marbles and {name2,Noah} has {b,9} marbles. How many more marbles does {name1,Jack} have than {name2,Noah}?",
+      ["name1, name2 = sample(names_male, 2)", "$a = range(8, 20)", "$b = range(2, 10)"], "a - b",
+      "{name1} has {a} marbles and {name2} has {b}, so {name1} has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} more marbles.", ("a > b",)),
     T("{name,Ava} pays with a ${a,20} bill for a toy that costs ${b,13}. How much change does she get?",
       [F_, "$a = sample([10, 15, 20, 25])", "$b = range(2, 20)"], "a - b",
-      "{name} gets {a} - {b} = $<<{a}-{b}={a-b}>>{a-b} in change.", ("a > b",)),
-    T("{name,Sophia} has ${a,5}. She wants to buy a book that costs ${b,12}. How much more money does she need?",
-      [F_, "$a = range(2, 10)", "$b = range(10, 20)"], "b - a",
-      "{name} needs {b} - {a} = $<<{b}-{a}={b-a}>>{b-a} more.", ("b > a",)),
-    T("A jar had {a,15} cookies. {name,Ruth} ate {b,4} of them. How many cookies are left in the jar?",
-      [F_, "$a = range(10, 20)", "$b = range(2, 10)"], "a - b",
-      "There are {a} - {b} = <<{a}-{b}={a-b}>>{a-b} cookies left in the jar.", ("a > b",)),
+      "{name} pays ${a} for a toy that costs ${b}, so she gets {a} - {b} = $<<{a}-{b}={a-b}>>{a-b} in change.", ("a > b",)),
+    T("{name,Sophia} has ${a,12}. She spends ${b,5} on a book. How much money does she have left?",
+      [F_, "$a = range(6, 15)", "$b = range(2, 6)"], "a - b",
+      "{name} has ${a} and spends ${b}, so she has {a} - {b} = $<<{a}-{b}={a-b}>>{a-b} left.", ("a > b",)),
+    T("A jar had {a,10} cookies. {name,Ruth} ate {b,4} of them. How many cookies are left in the jar?",
+      [F_, "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
+      "The jar had {a} cookies and {name} ate {b}, so there are {a} - {b} = <<{a}-{b}={a-b}>>{a-b} cookies left.", ("a > b",)),
     T("{name,Leo} had {a,8} balloons. {b,3} of them popped. How many balloons does {name,Leo} have left?",
-      [M_, "$a = range(5, 20)", "$b = range(1, 6)"], "a - b",
-      "{name} has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} balloons left.", ("a > b",)),
+      [M_, "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
+      "{name} had {a} balloons and {b} popped, so he has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} balloons left.", ("a > b",)),
     # ---------------- one step: multiplication ----------------
     T("{name,Liam} buys {a,4} packs of pencils. Each pack has {b,3} pencils. How many pencils does he buy?",
       [M_, "$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
-      "{name} buys {a} * {b} = <<{a}*{b}={a*b}>>{a*b} pencils."),
+      "{name} buys {a} packs with {b} pencils each, so he buys {a} * {b} = <<{a}*{b}={a*b}>>{a*b} pencils."),
     T("A classroom has {a,5} rows of desks with {b,4} desks in each row. How many desks are there in the classroom?",
       ["$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
-      "There are {a} * {b} = <<{a}*{b}={a*b}>>{a*b} desks in the classroom."),
+      "There are {a} rows with {b} desks each, so there are {a} * {b} = <<{a}*{b}={a*b}>>{a*b} desks."),
     T("{name,Lucas} runs {a,3} miles every day. How many miles does he run in {b,5} days?",
       [M_, "$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
-      "{name} runs {a} * {b} = <<{a}*{b}={a*b}>>{a*b} miles."),
+      "{name} runs {a} miles a day for {b} days, so he runs {a} * {b} = <<{a}*{b}={a*b}>>{a*b} miles."),
     T("{name,Kate} has {a,3} vases with {b,4} flowers in each vase. How many flowers are there in the vases?",
       [F_, "$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
-      "There are {a} * {b} = <<{a}*{b}={a*b}>>{a*b} flowers in the vases."),
+      "There are {a} vases with {b} flowers each, so there are {a} * {b} = <<{a}*{b}={a*b}>>{a*b} flowers."),
     T("{name,Grace} has {a,8} books. Her sister has {k,2} times as many books as {name,Grace}. How many books does her sister have?",
       [F_, "$a = range(2, 30)", "$k = sample([2, 3])"], "k * a",
-      "Her sister has {a} * {k} = <<{a}*{k}={k*a}>>{k*a} books."),
+      "{name} has {a} books and her sister has {k} times as many, so her sister has {a} * {k} = <<{a}*{k}={k*a}>>{k*a} books."),
     T("{name,Henry} saves ${a,6} each week. How much money will he have saved after {b,2} weeks?",
       [M_, "$a = range(2, 10)", "$b = range(2, 10)"], "a * b",
-      "{name} will have saved {a} * {b} = $<<{a}*{b}={a*b}>>{a*b}."),
-    T("A box holds {a,5} crayons. How many crayons are in {b,3} boxes?",
+      "{name} saves ${a} a week for {b} weeks, so he saves {a} * {b} = $<<{a}*{b}={a*b}>>{a*b}."),
+    T("Each box holds {a,5} crayons. How many crayons are in {b,3} boxes?",
       ["$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
-      "There are {a} * {b} = <<{a}*{b}={a*b}>>{a*b} crayons in {b} boxes."),
+      "Each box holds {a} crayons and there are {b} boxes, so there are {a} * {b} = <<{a}*{b}={a*b}>>{a*b} crayons."),
     T("{name,Ivy} walks {a,7} blocks to school and then walks the same way back home. How many blocks does she walk in total?",
       [F_, "$a = range(2, 52)"], "2 * a",
-      "{name} walks {a} + {a} = <<{a}+{a}={2*a}>>{2*a} blocks in total."),
+      "{name} walks {a} blocks there and {a} blocks back, so she walks {a} + {a} = <<{a}+{a}={2*a}>>{2*a} blocks in total."),
     T("One ticket costs ${a,3}. How much do {b,4} tickets cost?",
       ["$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
-      "{b} tickets cost {b} * {a} = $<<{b}*{a}={a*b}>>{a*b}."),
+      "One ticket costs ${a}, so {b} tickets cost {b} * {a} = $<<{b}*{a}={a*b}>>{a*b}."),
     # ---------------- one step: division ----------------
     T("{name,Zoe} has {a,12} cookies and shares them equally among {b,3} friends. How many cookies does each friend get?",
       [F_, "$a = range(4, 50)", "$b = range(2, 6)"], "a // b",
-      "Each friend gets {a} / {b} = <<{a}/{b}={a//b}>>{a//b} cookies.", ("is_int(a / b)",)),
-    T("{name,Ben} had {a,18} candies and ate half of them. How many candies does he have left?",
-      [M_, "$a = range(4, 104)"], "a // 2",
-      "{name} has {a} / 2 = <<{a}/2={a//2}>>{a//2} candies left.", ("is_int(a / 2)",)),
-    T("A teacher puts {a,20} students into groups of {b,5}. How many groups are there?",
+      "{name} shares {a} cookies among {b} friends, so each friend gets {a} / {b} = <<{a}/{b}={a//b}>>{a//b} cookies.",
+      ("is_int(a / b)",)),
+    T("A teacher splits {a,20} students into {b,4} equal groups. How many students are in each group?",
       ["$a = range(6, 60)", "$b = range(2, 7)"], "a // b",
-      "There are {a} / {b} = <<{a}/{b}={a//b}>>{a//b} groups.", ("is_int(a / b)", "a // b <= 12")),
-    T("{name,Max} needs {a,20} oranges. Oranges come in bags of {b,5}. How many bags does he need to buy?",
+      "There are {a} students in {b} equal groups, so each group has {a} / {b} = <<{a}/{b}={a//b}>>{a//b} students.",
+      ("is_int(a / b)", "a // b <= 12")),
+    T("{name,Max} packs {a,18} apples equally into {b,3} baskets. How many apples are in each basket?",
       [M_, "$a = range(6, 60)", "$b = range(2, 7)"], "a // b",
-      "{name} needs {a} / {b} = <<{a}/{b}={a//b}>>{a//b} bags.", ("is_int(a / b)", "a // b <= 12")),
+      "{name} packs {a} apples into {b} baskets, so each basket has {a} / {b} = <<{a}/{b}={a//b}>>{a//b} apples.",
+      ("is_int(a / b)", "a // b <= 12")),
+    T("{name,Ben} plants {a,4} rows of trees with {b,6} trees in each row. How many trees does he plant?",
+      [M_, "$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
+      "{name} plants {a} rows with {b} trees each, so he plants {a} * {b} = <<{a}*{b}={a*b}>>{a*b} trees."),
     # ---------------- two steps ----------------
     T("{name,Ella} has {a,5} apples. She buys {b,4} more apples and then eats {c,2} of them. How many apples does she have now?",
-      [F_, "$a = range(2, 10)", "$b = range(2, 10)", "$c = range(1, 5)"], "a + b - c",
-      "After buying, {name} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} apples.\n"
-      "After eating, she has {a+b} - {c} = <<{a+b}-{c}={a+b-c}>>{a+b-c} apples."),
+      [F_, "$a = range(2, 10)", "$b = range(2, 10)", "$c = range(2, 5)"], "a + b - c",
+      "{name} has {a} apples and buys {b} more, so she has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} apples.\n"
+      "She eats {c}, so she has {a+b} - {c} = <<{a+b}-{c}={a+b-c}>>{a+b-c} apples now."),
     T("{name,Ruby} buys {a,3} pens for ${b,2} each and a notebook for ${c,5}. How much does she spend in total?",
       [F_, "$a = range(2, 5)", "$b = range(2, 5)", "$c = range(2, 10)"], "a * b + c",
-      "The pens cost {a} * {b} = $<<{a}*{b}={a*b}>>{a*b}.\n"
-      "In total she spends {a*b} + {c} = $<<{a*b}+{c}={a*b+c}>>{a*b+c}."),
+      "{name} buys {a} pens for ${b} each, so the pens cost {a} * {b} = $<<{a}*{b}={a*b}>>{a*b}.\n"
+      "She also buys a notebook for ${c}, so she spends {a*b} + {c} = $<<{a*b}+{c}={a*b+c}>>{a*b+c} in total."),
     T("{name,Owen} had ${a,20}. He bought {b,3} toys that cost ${c,4} each. How much money does he have left?",
       [M_, "$a = range(15, 30)", "$b = range(2, 4)", "$c = range(2, 5)"], "a - b * c",
-      "The toys cost {b} * {c} = $<<{b}*{c}={b*c}>>{b*c}.\n"
-      "{name} has {a} - {b*c} = $<<{a}-{b*c}={a-b*c}>>{a-b*c} left.", ("b * c < a",)),
+      "{name} bought {b} toys for ${c} each, so the toys cost {b} * {c} = $<<{b}*{c}={b*c}>>{b*c}.\n"
+      "He had ${a}, so he has {a} - {b*c} = $<<{a}-{b*c}={a-b*c}>>{a-b*c} left.", ("b * c < a",)),
     T("There are {a,6} boys and {b,4} girls in a class. The teacher splits them into teams of {c,2}. How many teams are there?",
       ["$a = range(3, 12)", "$b = range(3, 12)", "$c = range(2, 4)"], "(a + b) // c",
-      "There are {a} + {b} = <<{a}+{b}={a+b}>>{a+b} children.\n"
-      "So there are {a+b} / {c} = <<{a+b}/{c}={(a+b)//c}>>{(a+b)//c} teams.", ("is_int((a + b) / c)",)),
+      "There are {a} boys and {b} girls, so there are {a} + {b} = <<{a}+{b}={a+b}>>{a+b} children.\n"
+      "The teams have {c} children each, so there are {a+b} / {c} = <<{a+b}/{c}={(a+b)//c}>>{(a+b)//c} teams.",
+      ("is_int((a + b) / c)",)),
     T("{name,Nora} picks {a,4} flowers on Monday and {k,2} times as many flowers on Tuesday. How many flowers does she pick in total?",
       [F_, "$a = range(2, 27)", "$k = sample([2, 3])"], "a + k * a",
-      "On Tuesday she picks {a} * {k} = <<{a}*{k}={k*a}>>{k*a} flowers.\n"
+      "{name} picks {k} times as many on Tuesday, so she picks {a} * {k} = <<{a}*{k}={k*a}>>{k*a} flowers on Tuesday.\n"
       "In total she picks {a} + {k*a} = <<{a}+{k*a}={a+k*a}>>{a+k*a} flowers."),
     T("A baker makes {a,15} cakes. He sells {b,4} cakes in the morning and {c,3} cakes in the afternoon. How many cakes are left?",
       ["$a = range(10, 20)", "$b = range(2, 6)", "$c = range(2, 6)"], "a - b - c",
-      "After the morning, {a} - {b} = <<{a}-{b}={a-b}>>{a-b} cakes are left.\n"
-      "After the afternoon, {a-b} - {c} = <<{a-b}-{c}={a-b-c}>>{a-b-c} cakes are left.", ("b + c < a",)),
+      "The baker makes {a} cakes and sells {b} in the morning, so he has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} cakes.\n"
+      "He sells {c} in the afternoon, so he has {a-b} - {c} = <<{a-b}-{c}={a-b-c}>>{a-b-c} cakes left.", ("b + c < a",)),
     T("{name,Adam} has {a,7} red pens and {b,5} blue pens. He gives away {c,3} pens. How many pens does he have left?",
-      [M_, "$a = range(2, 10)", "$b = range(2, 10)", "$c = range(1, 4)"], "a + b - c",
-      "{name} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} pens.\n"
-      "After giving some away, he has {a+b} - {c} = <<{a+b}-{c}={a+b-c}>>{a+b-c} pens left."),
+      [M_, "$a = range(2, 10)", "$b = range(2, 10)", "$c = range(2, 5)"], "a + b - c",
+      "{name} has {a} red pens and {b} blue pens, so he has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} pens.\n"
+      "He gives away {c}, so he has {a+b} - {c} = <<{a+b}-{c}={a+b-c}>>{a+b-c} pens left."),
     T("{name,Alice} has {a,2} bags with {b,5} marbles in each bag. She finds {c,4} more marbles. How many marbles does she have now?",
       [F_, "$a = range(2, 4)", "$b = range(2, 10)", "$c = range(2, 10)"], "a * b + c",
-      "The bags hold {a} * {b} = <<{a}*{b}={a*b}>>{a*b} marbles.\n"
-      "Now she has {a*b} + {c} = <<{a*b}+{c}={a*b+c}>>{a*b+c} marbles."),
+      "{name} has {a} bags with {b} marbles each, so she has {a} * {b} = <<{a}*{b}={a*b}>>{a*b} marbles.\n"
+      "She finds {c} more, so she has {a*b} + {c} = <<{a*b}+{c}={a*b+c}>>{a*b+c} marbles now."),
     T("{name1,Sam} has {a,6} stamps. {name2,Leo} has {b,3} more stamps than {name1,Sam}. How many stamps do they have together?",
       ["name1, name2 = sample(names_male, 2)", "$a = range(2, 10)", "$b = range(2, 9)"], "a + (a + b)",
-      "{name2} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} stamps.\n"
+      "{name2} has {b} more stamps than {name1}, so {name2} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} stamps.\n"
       "Together they have {a} + {a+b} = <<{a}+{a+b}={2*a+b}>>{2*a+b} stamps."),
     T("{name,Rose} has {a,3} red beads, {b,4} blue beads and {c,2} green beads. How many beads does she have in total?",
       [F_, "$a = range(2, 8)", "$b = range(2, 8)", "$c = range(2, 8)"], "a + b + c",
-      "{name} has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} red and blue beads.\n"
-      "In total she has {a+b} + {c} = <<{a+b}+{c}={a+b+c}>>{a+b+c} beads."),
+      "{name} has {a} red beads and {b} blue beads, so she has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} red and blue beads.\n"
+      "She also has {c} green beads, so she has {a+b} + {c} = <<{a+b}+{c}={a+b+c}>>{a+b+c} beads in total."),
     T("{name,Tom} had {a,10} dollars. He spent {b,3} dollars on lunch and {c,2} dollars on a drink. How many dollars does he have left?",
       [M_, "$a = range(10, 20)", "$b = range(2, 6)", "$c = range(2, 6)"], "a - b - c",
-      "After lunch, {name} has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} dollars.\n"
-      "After the drink, he has {a-b} - {c} = <<{a-b}-{c}={a-b-c}>>{a-b-c} dollars left.", ("b + c < a",)),
+      "{name} had {a} dollars and spent {b} on lunch, so he had {a} - {b} = <<{a}-{b}={a-b}>>{a-b} dollars.\n"
+      "He spent {c} on a drink, so he has {a-b} - {c} = <<{a-b}-{c}={a-b-c}>>{a-b-c} dollars left.", ("b + c < a",)),
 ]
 
 SLOT_RE = re.compile(r"\{(\w+)\s*,\s*([^{}]*?)\}")
@@ -227,7 +232,7 @@ def _check_ranges(t: dict, env: dict) -> None:
                 raise ValueError(f"default {var}={env[var]} not in {lst}")
 
 
-MIN_NUMERIC_COMBOS = 50
+MIN_NUMERIC_COMBOS = 20
 
 
 def numeric_combos(t: dict) -> int:

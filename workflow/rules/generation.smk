@@ -22,6 +22,7 @@ rule greedy_traces:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
     params:
         settings=stage_settings("generation", "task"),
+    threads: workflow.cores  # one model at a time: the engine uses every core
     log:
         log_path("greedy_traces"),
     benchmark:
@@ -59,6 +60,7 @@ rule opposite_traces:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
     params:
         settings=stage_settings("generation", "sampling"),
+    threads: workflow.cores  # one model at a time: the engine uses every core
     log:
         log_path("opposite_traces_seed{seed}"),
     benchmark:

@@ -11,6 +11,7 @@ rule error_localization:
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.summary.json",
     params:
         settings=stage_settings("generation", "localization"),
+    threads: workflow.cores  # one model at a time: the engine uses every core
     log:
         log_path("error_localization_{method}_seed{seed}"),
     benchmark:

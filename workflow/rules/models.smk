@@ -9,6 +9,7 @@ rule prepare_model:
         repo_id=lambda w: f"--repo-id {settings(w)['repo_id']}" if settings(w)["repo_id"] else "",
     conda:
         ENV
+    threads: workflow.cores  # one model at a time: the engine uses every core
     log:
         log_path("prepare_model"),
     benchmark:

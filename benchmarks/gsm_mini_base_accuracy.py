@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import time
@@ -60,6 +61,7 @@ def main() -> None:
             rows.append((name, inst.question, float(inst.answer_value), build_prompt(inst.question, exemplars)))
     print(f"{len(templates)} templates, {len(rows)} prompts", flush=True)
 
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # vLLM's per-weight dtype warnings drown the table
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 

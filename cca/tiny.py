@@ -3,7 +3,7 @@
 Each has 2 layers, 4 query heads over 2 KV heads (grouped-query attention) and a
 byte-level BPE tokenizer trained here on the vendored GSM8K text, so the whole
 pipeline (prompts, generation, localization, masks, updates) runs in seconds.
-The Gemma models get a head_dim that differs from hidden_size / num_heads, as the
+The Gemma models get a head_dim (64) that differs from hidden_size / num_heads, as the
 real ones do, so code that derives head_dim from the hidden size fails on them.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
 def _common(vocab_size: int, tokenizer) -> dict:
-    return dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    # head_dim 32 (64 for Gemma): vLLM's CPU attention kernels support no head_dim below 32.
+    return dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
@@ -36,9 +37,9 @@ def tiny_config(architecture: str, tokenizer):
     if architecture == "olmo2":
         return tf.Olmo2Config(**kw)
     if architecture == "gemma2":
-        return tf.Gemma2Config(head_dim=24, sliding_window=256, **kw)
+        return tf.Gemma2Config(head_dim=64, sliding_window=256, **kw)
     if architecture == "gemma3":
-        return tf.Gemma3TextConfig(head_dim=24, sliding_window=256, **kw)
+        return tf.Gemma3TextConfig(head_dim=64, sliding_window=256, **kw)
     raise ValueError(f"unknown tiny architecture '{architecture}': choose one of {', '.join(ARCHITECTURES)}")
 
 

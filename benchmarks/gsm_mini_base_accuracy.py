@@ -5,14 +5,20 @@ solves sometimes but not always (per-template accuracy mostly in 0.1-0.8).
 
 For every template it draws N instances (cca.templates.draw_instances, fixed
 seed), builds the project's 8-shot chain-of-thought prompt
-(cca.prompting.build_prompt with resources/gsm-mini/exemplars.jsonl),
-generates greedily with vLLM, extracts the number after "The final answer is"
-and scores exact match. Prints a per-template table and the mean, and writes
-the table to CSV (last row: template "mean").
+(cca.prompting.build_prompt with resources/gsm-mini/exemplars.jsonl and the
+default header), generates greedily with vLLM (stop at "Q:"), extracts the
+number after "The final answer is" (cca.prompting.extract_answer) and scores
+exact match. Prints a per-template table and the mean, and writes the table to
+CSV (last row: template "mean").
 
-Example (CPU, ~34 templates x 10 instances takes a few minutes):
-    .venv/bin/python benchmarks/gsm_mini_base_accuracy.py results/benchmarks/gsm_mini_base_accuracy.csv \
-        --completions results/benchmarks/gsm_mini_completions.jsonl
+BOS: the prompt is tokenized here and passed to vLLM as token ids. If the
+checkpoint's tokenizer does not add BOS itself, BOS is prepended (with a
+warning), because Gemma without BOS is badly degraded; --as-tokenized measures
+the checkpoint as-is instead.
+
+The accuracies in resources/gsm-mini/SOURCE.md come from (about 7 min on 2 CPU cores):
+    .venv/bin/python benchmarks/gsm_mini_base_accuracy.py \
+        results/gsm_mini_base_accuracy.csv -n 20 --seed 0
 """
 from __future__ import annotations
 

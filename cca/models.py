@@ -137,6 +137,8 @@ def _prepare_embedded(spec: ModelSpec, out: Path) -> str:
                            "check that the gguf and accelerate packages are installed") from e
     # The dequantised weights are plain fp32: drop the GGUF quantisation record so vLLM and
     # from_pretrained load the checkpoint as an ordinary one.
+    # The GGUF tokenizer metadata drops Gemma's add_bos_token; Gemma expects <bos> first.
+    tokenizer.add_bos_token = True
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):

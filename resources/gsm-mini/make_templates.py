@@ -10,7 +10,14 @@ Each template below is written once (annotated question, #init, #conditions,
 #answer, annotated solution). This script renders the default question and
 default solution from the slot defaults, so that `question` / `answer` are
 exactly what the defaults render to, checks that the defaults satisfy the
-conditions and the ranges, and writes one JSON file per template.
+conditions and the ranges, that every <<a op b=c>> annotation is right, that
+the numeric variables have at least MIN_NUMERIC_COMBOS valid combinations
+(names add more distinct questions on top), and writes one JSON file per
+template (NNNN = position in TEMPLATES).
+
+Do not reorder TEMPLATES: the file number is the template id, and
+cca.templates seeds each template's draws with its id, so reordering changes
+every drawn instance and invalidates the accuracies recorded in SOURCE.md.
 
 Run from anywhere:  python resources/gsm-mini/make_templates.py
 Only the Python standard library is needed.
@@ -26,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "templates"
 
+
 # Each entry: q = annotated question (slots {var,default}), init = #init lines,
 # cond = #conditions lines, ans = #answer expression, sol = annotated solution
 # without the final "#### {...}" line (added from `ans`).
@@ -38,7 +46,7 @@ M_ = "name = sample(names_male)"
 
 # Solutions follow the style of exemplars.jsonl: restate the facts, then ", so ... = ...".
 TEMPLATES: list[dict] = [
-    # ---------------- one step: addition ----------------
+    # ---------------- 0000-0007 one step: addition ----------------
     T("{name,Lily} has {a,6} apples. Her friend gives her {b,3} more apples. How many apples does {name,Lily} have now?",
       [F_, "$a = range(2, 10)", "$b = range(2, 10)"], "a + b",
       "{name} has {a} apples and gets {b} more, so she has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} apples now."),
@@ -63,6 +71,7 @@ TEMPLATES: list[dict] = [
     T("{name,Ivy} read {a,8} pages on Monday and {b,6} pages on Tuesday. How many pages did she read in total?",
       [F_, "$a = range(2, 12)", "$b = range(2, 12)"], "a + b",
       "{name} read {a} pages and {b} pages, so she read {a} + {b} = <<{a}+{b}={a+b}>>{a+b} pages in total."),
+    # ---------------- 0008-0012 one step: subtraction ----------------
     T("There are {a,9} {bird,birds} on a fence. {b,3} {bird,birds} fly away. How many {bird,birds} are left on the fence?",
       ["bird = sample([\"birds\", \"crows\", \"sparrows\", \"pigeons\"])", "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
       "There were {a} {bird} and {b} flew away, so there are {a} - {b} = <<{a}-{b}={a-b}>>{a-b} {bird} left on the fence.", ("a > b",)),
@@ -78,6 +87,7 @@ TEMPLATES: list[dict] = [
     T("{name,Leo} had {a,8} balloons. {b,3} of them popped. How many balloons does {name,Leo} have left?",
       [M_, "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
       "{name} had {a} balloons and {b} popped, so he has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} balloons left.", ("a > b",)),
+    # ---------------- 0013-0020 one step: multiplication (0019: doubling) ----------------
     T("{name,Liam} buys {a,4} packs of pencils. Each pack has {b,3} pencils. How many pencils does he buy?",
       [M_, "$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
       "{name} buys {a} packs with {b} pencils each, so he buys {a} * {b} = <<{a}*{b}={a*b}>>{a*b} pencils."),
@@ -102,10 +112,12 @@ TEMPLATES: list[dict] = [
     T("One ticket costs ${a,3}. How much do {b,4} tickets cost?",
       ["$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
       "One ticket costs ${a}, so {b} tickets cost {b} * {a} = $<<{b}*{a}={a*b}>>{a*b}."),
+    # ---------------- 0021 one step: division ----------------
     T("{name,Zoe} has {a,12} cookies and shares them equally among {b,3} friends. How many cookies does each friend get?",
       [F_, "$a = range(4, 50)", "$b = range(2, 6)"], "a // b",
       "{name} shares {a} cookies among {b} friends, so each friend gets {a} / {b} = <<{a}/{b}={a//b}>>{a//b} cookies.",
       ("is_int(a / b)",)),
+    # ---------------- 0022-0026 one step, mixed (added in the second calibration round) ----------------
     T("{name,Ben} plants {a,4} rows of trees with {b,6} trees in each row. How many trees does he plant?",
       [M_, "$a = range(2, 10)", "$b = range(2, 9)"], "a * b",
       "{name} plants {a} rows with {b} trees each, so he plants {a} * {b} = <<{a}*{b}={a*b}>>{a*b} trees."),
@@ -121,6 +133,7 @@ TEMPLATES: list[dict] = [
     T("{name,Paul} had {a,9} marbles. He lost {b,4} of them. How many marbles does he have now?",
       [M_, "$a = range(5, 13)", "$b = range(2, 5)"], "a - b",
       "{name} had {a} marbles and lost {b}, so he has {a} - {b} = <<{a}-{b}={a-b}>>{a-b} marbles now.", ("a > b",)),
+    # ---------------- 0027-0031 two steps ----------------
     T("{name,Ella} has {a,5} apples. She buys {b,4} more apples and then eats {c,2} of them. How many apples does she have now?",
       [F_, "$a = range(2, 10)", "$b = range(2, 10)", "$c = range(2, 5)"], "a + b - c",
       "{name} has {a} apples and buys {b} more, so she has {a} + {b} = <<{a}+{b}={a+b}>>{a+b} apples.\n"

@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--instances", required=True)
     s.add_argument("--settings", required=True, help="JSON: {generation: ..., task: ...}")
-    s.add_argument("--shard-size", type=int, default=256)
+    s.add_argument("--shard-size", type=int, default=64)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_cmd_traces_greedy)
     s = tr.add_parser("accuracy", help="per-template base accuracy and the training filter")
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--checkpoint", "--greedy", "--accuracy", "--splits", "--settings", "--out"):
         s.add_argument(a, required=True)
     s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--shard-size", type=int, default=256)
+    s.add_argument("--shard-size", type=int, default=64)
     s.set_defaults(func=_cmd_traces_opposite)
 
     s = sub.add_parser("localize", help="Error-Localization dataset (prefix or branching method)")

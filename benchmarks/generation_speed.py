@@ -1,0 +1,44 @@
+"""vLLM greedy throughput on gemma-3-270m with the gsm-mini prompt.
+
+    python benchmarks/generation_speed.py --omp unset     # OMP_NUM_THREADS removed
+    python benchmarks/generation_speed.py --omp 2         # as Snakemake sets it for a 2-thread rule
+
+Needs results/gemma-3-270m/checkpoint and results/gemma-3-270m/instances/main.parquet
+(snakemake --cores all results/gemma-3-270m/splits/seed0.parquet).
+"""
+import argparse
+import os
+import time
+
+import pandas as pd
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--omp", default="unset")
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--max-num-seqs", type=int, default=None)
+    args = ap.parse_args()
+    if args.omp == "unset":
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = args.omp
+    from cca.config import ROOT, load_config, model_settings
+    from cca.generation import SamplingSpec, VLLMBackend
+    from cca.traces import prompt_texts, tokenize_prompts
+
+    s = model_settings(load_config(), "gemma-3-270m")
+    inst = pd.read_parquet(ROOT / "results/gemma-3-270m/instances/main.parquet")
+    inst = inst.iloc[:: max(1, len(inst) // args.prompts)].head(args.prompts)
+    b = VLLMBackend(ROOT / "results/gemma-3-270m/checkpoint", max_model_len=2048, max_num_seqs=args.max_num_seqs)
+    p = tokenize_prompts(b.tokenizer, prompt_texts(inst, s["task_config"], ROOT))
+    t = time.time()
+    out = b.generate(p, SamplingSpec(max_new_tokens=128))
+    dt = time.time() - t
+    n = sum(len(o[0].token_ids) for o in out)
+    print(f"OMP={args.omp} prompts={len(p)} prompt_tokens={sum(map(len, p))} generated={n} "
+          f"{dt:.1f}s {n / dt:.1f} tok/s")
+
+
+if __name__ == "__main__":
+    main()

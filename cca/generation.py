@@ -153,6 +153,14 @@ class VLLMBackend:
         from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
+        if on_cpu and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # vLLM's "auto" binding pins the worker to one core on a 2-core machine (next to an engine
+            # process that busy-polls); binding it to every core we may use was 1.7x faster
+            # (benchmarks/generation_speed.py: 149 vs 88 tok/s).
+            cores = sorted(os.sched_getaffinity(0))
+            contiguous = cores == list(range(cores[0], cores[-1] + 1))
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = (f"{cores[0]}-{cores[-1]}" if contiguous
+                                                      else ",".join(map(str, cores)))
         if memory_fraction is None:
             # On the CPU build this is the fraction of RAM reserved for the KV cache: the GPU default fails.
             memory_fraction = 0.25 if on_cpu else 0.85

@@ -184,7 +184,8 @@ class VLLMBackend:
         params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
                                 max_tokens=spec.max_new_tokens, stop=list(spec.stop),
                                 include_stop_str_in_output=True, skip_special_tokens=True)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
+        # ids read back from Parquet are numpy integers, which vLLM's request serialiser refuses
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts], params,
                                     use_tqdm=_progress())
         return [[canonical_completion(self.tokenizer, o.token_ids, spec.stop, self.eos, spec.max_new_tokens)
                  for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]

@@ -55,12 +55,19 @@ def generate_safely(backend: Backend, prompts: list[list[int]], names: list[str]
         return outs, errors
 
 
+def fail_if_all_failed(errors: list, what: str) -> None:
+    """Per-instance errors are recorded; a stage where every instance failed is an error of the stage."""
+    if errors and all(errors):
+        raise CCAError(f"{what}: generation failed for all {len(errors)} instances; first error: {errors[0]}")
+
+
 def greedy_traces(backend: Backend, instances: pd.DataFrame, prompts: list[list[int]], max_new_tokens: int,
                   max_len: int) -> pd.DataFrame:
     names = list(instances["instance_id"])
     check_lengths(prompts, names, max_new_tokens, max_len)
     spec = SamplingSpec(max_new_tokens=max_new_tokens)
     outs, errors = generate_safely(backend, prompts, names, spec)
+    fail_if_all_failed(errors, "greedy traces")
     rows = []
     for (_, inst), prompt, out, err in zip(instances.iterrows(), prompts, outs, errors):
         c = out[0] if out else None
@@ -103,6 +110,7 @@ def opposite_traces(backend: Backend, greedy: pd.DataFrame, targets: pd.DataFram
         n = min(size, num_samples - min(state[i]["samples_drawn"] for i in active))
         spec = SamplingSpec(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n)
         outs, errors = generate_safely(backend, [list(g.at[i, "prompt_ids"]) for i in active], active, spec)
+        fail_if_all_failed(errors, "opposite traces")
         for i, out, err in zip(active, outs, errors):
             st = state[i]
             if err:

@@ -101,3 +101,19 @@ def test_no_opposite_trace_is_counted_not_dropped(tok):
     assert len(opp) == 3 and not opp["found"].any() and (opp["samples_drawn"] == 4).all()
     s = summary(len(opp), opp, {"prefix": localize(pairs_table(greedy, opp), "prefix", tok)}, {})
     assert s["no_opposite_trace"] == 3 and s["pairs_found"] == 0 and s["methods"]["prefix"]["pivots_found"] == 0
+
+
+def test_a_stage_where_every_instance_fails_stops(tok):
+    from cca.errors import CCAError
+
+    greedy = pd.DataFrame([{"instance_id": "t/0#0", "template_id": "t/0", "prompt_ids": [1, 2],
+                            "completion_ids": [3], "answer_value": 1.0, "correct": False, "error": None}])
+
+    class Broken:
+        tokenizer = tok
+
+        def generate(self, prompts, spec):
+            raise TypeError("Object of type int64 is not serializable")
+
+    with pytest.raises(CCAError, match="failed for all 1 instances; first error: TypeError"):
+        opposite_traces(Broken(), greedy, greedy[["instance_id"]], 2, 1.0, 1.0, 8)

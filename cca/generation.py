@@ -14,7 +14,7 @@ stop handling did, so the two backends agree token for token when their logits a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from .errors import CCAError

@@ -12,7 +12,6 @@ and, for models built here, the Hugging Face checkpoint itself:
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -5,7 +5,6 @@ reads and writes the Parquet files.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -148,6 +147,3 @@ def truncate_completion_ids(c: Completion, budget: int, tokenizer) -> Completion
     return replace(c, token_ids=ids, text=tokenizer.decode(list(ids), skip_special_tokens=True),
                    finish_reason="length")
 
-
-def nan_to_none(x):
-    return None if isinstance(x, float) and math.isnan(x) else x

@@ -143,7 +143,7 @@ def _fingerprint(*parts) -> str:
 def _cmd_traces_greedy(args) -> None:
     from .config import ROOT
     from .generation import open_backend
-    from .io import finish_shards, read_parquet, sharded, write_parquet
+    from .io import read_parquet, write_sharded
     from .traces import greedy_traces, prompt_texts, tokenize_prompts
 
     s = _settings(args)
@@ -152,15 +152,12 @@ def _cmd_traces_greedy(args) -> None:
     backend = open_backend(args.checkpoint, seed=0, **gen)
     prompts = tokenize_prompts(backend.tokenizer, prompt_texts(instances, s["task"], ROOT))
     instances = instances.assign(_prompt=prompts)
-    parts = f"{args.out}.parts"
 
     def work(chunk):
         return greedy_traces(backend, chunk, list(chunk["_prompt"]), gen["max_new_tokens"], backend.max_len)
 
-    df = sharded(instances, args.shard_size, parts, _fingerprint(s, list(instances["instance_id"])), work,
-                 desc="greedy traces")
-    write_parquet(df, args.out)
-    finish_shards(parts)
+    df = write_sharded(instances, args.shard_size, args.out, _fingerprint(s, list(instances["instance_id"])), work,
+                       desc="greedy traces")
     print(f"greedy: {int(df['correct'].sum())}/{len(df)} correct ({df['correct'].mean():.3f}), "
           f"{int(df['error'].notna().sum())} errors -> {args.out}")
 
@@ -177,7 +174,7 @@ def _cmd_traces_accuracy(args) -> None:
 
 def _cmd_traces_opposite(args) -> None:
     from .generation import open_backend
-    from .io import finish_shards, read_parquet, sharded, write_parquet
+    from .io import read_parquet, write_sharded
     from .traces import opposite_traces
 
     s = _settings(args)
@@ -188,17 +185,14 @@ def _cmd_traces_opposite(args) -> None:
     eligible = set(acc.loc[acc["train_eligible"], "template_id"])
     targets = split[(split["split"] == "train") & split["template_id"].isin(eligible)]
     backend = open_backend(args.checkpoint, seed=args.seed, **gen)
-    parts = f"{args.out}.parts"
 
     def work(chunk):
         return opposite_traces(backend, greedy, chunk, smp["num_samples"], smp["temperature"],
                                smp.get("top_p", 1.0), smp.get("max_new_tokens", gen["max_new_tokens"]),
                                round_size=smp.get("round_size", 0))
 
-    df = sharded(targets, args.shard_size, parts, _fingerprint(s, args.seed, list(targets["instance_id"])), work,
-                 desc="opposite traces")
-    write_parquet(df, args.out)
-    finish_shards(parts)
+    df = write_sharded(targets, args.shard_size, args.out, _fingerprint(s, args.seed, list(targets["instance_id"])),
+                       work, desc="opposite traces")
     print(f"seed {args.seed}: {int(df['found'].sum())} of {len(df)} train instances have an opposite trace "
           f"(templates below threshold: {len(eligible)}) -> {args.out}")
 

@@ -123,3 +123,12 @@ def sharded(df: pd.DataFrame, shard_size: int, parts_dir: str | Path, fingerprin
 
 def finish_shards(parts_dir: str | Path) -> None:
     shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def write_sharded(df: pd.DataFrame, shard_size: int, out: str | Path, fingerprint: str, fn, desc: str) -> pd.DataFrame:
+    """``sharded`` into ``<out>.parts``, then the whole table written atomically to ``out`` and the shards removed."""
+    parts = f"{out}.parts"
+    result = sharded(df, shard_size, parts, fingerprint, fn, desc=desc)
+    write_parquet(result, out)
+    finish_shards(parts)
+    return result

@@ -226,6 +226,18 @@ def _cmd_localize(args) -> None:
           f"{ok['completions'].mean() if len(ok) else 0:.1f} completions per pair, {seconds:.0f}s -> {args.out}")
 
 
+def _cmd_dcm(args) -> None:
+    from .cli_stages import cmd_dcm
+
+    cmd_dcm(args, _settings(args))
+
+
+def _cmd_update(args) -> None:
+    from .cli_stages import cmd_update
+
+    cmd_update(args, _settings(args))
+
+
 def _cmd_pending(args) -> None:
     raise CCAError(f"{args.stage} is not implemented yet: it is the work of {args.issue}. "
                    "Targets up to the splits build today: snakemake --cores all results/<model>/splits/seed0.parquet")
@@ -295,6 +307,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=8, help="branching: prefixes of a pair per engine round")
     s.add_argument("--summary", help="write the counts as JSON here")
     s.set_defaults(func=_cmd_localize)
+
+    s = sub.add_parser("dcm", help="learn a DCM mask for one lambda on an Error-Localization dataset")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--dataset", required=True, help="error_localization_<method>.parquet")
+    s.add_argument("--lam", type=float, required=True, help="sparsity penalty lambda")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--settings", required=True, help="JSON: {dcm: ...}")
+    s.add_argument("--out", required=True, help="mask file (.safetensors); counts, history and figures go next to it")
+    s.set_defaults(func=_cmd_dcm)
+
+    s = sub.add_parser("update", help="targeted update (w/ mask) or all-parameter update (w/o mask), lr sweep")
+    for a in ("--checkpoint", "--dataset", "--greedy", "--splits", "--settings"):
+        s.add_argument(a, required=True)
+    s.add_argument("--variant", choices=["mask", "nomask"], required=True)
+    s.add_argument("--masks", nargs="*", default=[], help="mask files, one per lambda (w/ mask)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="update.json; curve, delta and merged checkpoint go next to it")
+    s.set_defaults(func=_cmd_update)
 
     s = sub.add_parser("config", help="validate config.yaml and show each model's settings")
     s.add_argument("--config", default="config.yaml")

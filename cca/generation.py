@@ -191,6 +191,13 @@ class VLLMBackend:
                  for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]
 
 
+    def reload_weights(self, checkpoint_dir) -> None:
+        """Load new weights (a Hugging Face checkpoint directory) into the running engine, in place,
+        and drop the prefix cache computed with the old ones."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(checkpoint_dir)})
+        self.llm.reset_prefix_cache()
+
+
 def _progress() -> bool:
     return os.environ.get("CCA_PROGRESS", "1") != "0"
 

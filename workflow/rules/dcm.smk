@@ -1,13 +1,32 @@
 # Stage 2: DCM masks over Q/K/V heads and MLP neurons, one per lambda.
 
 
+def dcm_settings(wildcards):
+    """The DCM settings without the lambda list: adding or removing a lambda re-runs only its own mask."""
+    s = settings(wildcards)
+    return shlex.quote(json.dumps({"dcm": {k: v for k, v in s["dcm"].items() if k != "lambdas"}}, sort_keys=True))
+
+
 rule dcm_mask:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
         dataset=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
     output:
-        f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.safetensors",
+        mask=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.safetensors",
+        counts=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.counts.parquet",
+        history=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.history.parquet",
+        heads=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.heads.png",
+        neurons=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.neurons.png",
+    params:
+        settings=dcm_settings,
+    threads: workflow.cores
+    log:
+        log_path("dcm_{method}_seed{seed}_lambda{lam}"),
+    benchmark:
+        bench_path("dcm_{method}_seed{seed}_lambda{lam}")
     conda:
         ENV
     shell:
-        pending("DCM mask training", ISSUE_STAGE23)
+        "{CCA} dcm --checkpoint {input.checkpoint} --dataset {input.dataset} --lam {wildcards.lam}"
+        " --seed {wildcards.seed} --settings {params.settings} --out {output.mask}"
+        " 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"

@@ -1,0 +1,120 @@
+"""Exact forward passes that compute the prompt part shared by every example once.
+
+Every Error-Localization prefix starts with the same few-shot prompt (about 800 of its ~900 tokens
+for gemma-3-270m). Under causal attention the keys and values of that shared part do not depend on
+what follows, so:
+
+- ``prefix_cache`` runs it once and ``cache_view`` hands each example a cheap copy of the cache
+  (new cache objects over the same tensors: a forward appends to the copy, not to the shared one);
+- ``last_position_logits`` runs only each example's own suffix on top of it, for a batch, and
+  returns the next-token logits at each example's last position;
+- ``logit_difference_backward`` gives the exact gradient of the mean logit-difference loss over all
+  examples, the shared part's contribution included: the suffixes see detached copies of the shared
+  keys/values, whose gradients are then pushed through the shared forward once.
+
+The results equal full forward passes to float tolerance (tests compare them on tiny models).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix, leaving at least one token of every sequence out."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
+def cache_view(cache):
+    """A copy of ``cache`` that shares its tensors: forwarding with it leaves ``cache`` as it was."""
+    view = copy.copy(cache)
+    view.layers = [copy.copy(layer) for layer in cache.layers]
+    return view
+
+
+def prefix_cache(model, ids: Sequence[int]):
+    """The KV cache of ``ids`` (batch of one); with gradient if grad mode is on."""
+    if not ids:
+        return None
+    out = model(input_ids=torch.tensor([list(ids)]), use_cache=True, logits_to_keep=1)
+    return out.past_key_values
+
+
+def _expand(cache, batch: int):
+    if cache is None:
+        return None
+    view = cache_view(cache)
+    if batch > 1:
+        view.batch_repeat_interleave(batch)
+    return view
+
+
+def last_position_logits(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
+    """(batch, vocab) next-token logits after ``shared`` + each suffix.
+
+    Suffixes are right-padded: under causal attention a real token never sees the padding after it,
+    and every example's positions continue from the shared length, so no attention mask is needed.
+    """
+    lengths = [len(s) for s in suffixes]
+    width = max(lengths)
+    ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in suffixes])
+    last = torch.tensor(lengths) - 1
+    keep = torch.unique(last)
+    out = model(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None,
+                logits_to_keep=keep)
+    column = torch.searchsorted(keep, last)
+    return out.logits[torch.arange(len(suffixes)), column]
+
+
+def logit_difference(logits: torch.Tensor, desired: torch.Tensor, undesired: torch.Tensor) -> torch.Tensor:
+    """logit(desired) - logit(undesired), gathered per example: (batch,)."""
+    return logits.gather(1, desired.view(-1, 1)).squeeze(1) - logits.gather(1, undesired.view(-1, 1)).squeeze(1)
+
+
+def logit_difference_backward(model, prefixes: Sequence[Sequence[int]], desired: Sequence[int],
+                              undesired: Sequence[int], micro_batch: int = 8, shared_len: int | None = None,
+                              pad_id: int = 0) -> torch.Tensor:
+    """Backward of loss = mean_i -(logit_desired_i - logit_undesired_i) at each prefix's last position.
+
+    Accumulates gradients into the model's trainable parameters (exactly those of one full-batch
+    forward/backward over all prefixes) and returns the per-example logit differences (detached).
+    """
+    n = len(prefixes)
+    if shared_len is None:
+        shared_len = common_prefix_length(prefixes)
+    shared = prefix_cache(model, prefixes[0][:shared_len])
+    originals, leaves = [], []
+    if shared is not None:
+        for layer in shared.layers:
+            for attr in ("keys", "values"):
+                t = getattr(layer, attr)
+                if t.requires_grad:
+                    leaf = t.detach().requires_grad_(True)
+                    originals.append(t)
+                    leaves.append(leaf)
+                    setattr(layer, attr, leaf)
+    diffs = []
+    for start in range(0, n, micro_batch):
+        sl = slice(start, min(start + micro_batch, n))
+        suffixes = [p[shared_len:] for p in prefixes[sl]]
+        logits = last_position_logits(model, shared, suffixes, pad_id)
+        d = logit_difference(logits.float(), torch.tensor(list(desired[sl])), torch.tensor(list(undesired[sl])))
+        loss = -d.sum() / n
+        if loss.requires_grad:
+            loss.backward()
+        diffs.append(d.detach())
+    pairs = [(o, leaf.grad) for o, leaf in zip(originals, leaves) if leaf.grad is not None]
+    if pairs:
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    return torch.cat(diffs)

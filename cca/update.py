@@ -1,0 +1,102 @@
+"""Stage 3: the targeted update of the selected components, and its "w/o mask" ablation.
+
+Loss = mean over the whole Error-Localization set of -(logit_desired - logit_undesired) at the
+intervention position (full batch: the gradient of every step is exact over all examples, computed in
+micro-batches with the shared prompt run once: ``cca.shared_prefix``). Plain SGD, W -= lr * grad, as the
+reference code; with a mask only the fp32 row deltas of ``cca.row_delta`` are trainable, without one
+every parameter is. Validation exact-match at the configured steps through the generation layer; the
+best step wins, and the base model (step 0) is a candidate too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+
+from .errors import CCAError
+from .shared_prefix import common_prefix_length, logit_difference_backward
+
+
+@dataclass(frozen=True)
+class Examples:
+    prefixes: list[list[int]]
+    desired: list[int]
+    undesired: list[int]
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, source: str = "the Error-Localization dataset") -> "Examples":
+        ok = df[df["status"] == "ok"] if "status" in df else df
+        if ok.empty:
+            raise CCAError(f"{source} has no pivots (0 usable rows of {len(df)}): there is nothing to train on; "
+                           "sample more (sampling.num_samples), use more instances (instances.per_template) or "
+                           "the other localization method")
+        return cls([[int(t) for t in p] for p in ok["prefix_ids"]], [int(t) for t in ok["desired_id"]],
+                   [int(t) for t in ok["undesired_id"]])
+
+    def __len__(self):
+        return len(self.prefixes)
+
+
+def sgd_step(params: Sequence[torch.nn.Parameter], lr: float) -> None:
+    with torch.no_grad():
+        for p in params:
+            if p.grad is not None:
+                p.sub_(lr * p.grad.to(p.dtype))
+
+
+def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: float, steps: int,
+          eval_steps: Sequence[int], evaluate: Callable[[int], float], snapshot: Callable[[], object],
+          micro_batch: int = 8, progress: bool = False, label: str = "") -> tuple[list[dict], int, object]:
+    """SGD on the logit-difference loss; returns (curve rows, best step, snapshot at the best step).
+
+    ``evaluate(step)`` gives the validation metric of the model as it is; ``snapshot()`` a copy of the
+    trainable state to keep when a step is the best so far. Step 0 (the base model) is evaluated by the
+    caller and is not part of the curve returned here.
+    """
+    shared_len = common_prefix_length(examples.prefixes)
+    rows, best_step, best_value, best_state = [], 0, None, None
+    eval_at = set(eval_steps)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, desc=f"update {label}".strip())
+    for step in range(1, steps + 1):
+        for p in params:
+            p.grad = None
+        diffs = logit_difference_backward(model, examples.prefixes, examples.desired, examples.undesired,
+                                          micro_batch=micro_batch, shared_len=shared_len)
+        loss = float(-diffs.mean())
+        if not torch.isfinite(torch.tensor(loss)) or any(
+                p.grad is not None and not torch.isfinite(p.grad).all() for p in params):
+            raise CCAError(f"targeted update {label}: loss or gradient became {loss} at step {step}: "
+                           "lower update.lrs")
+        sgd_step(params, lr)
+        row = {"step": step, "loss": loss, "val_accuracy": None}
+        if step in eval_at:
+            row["val_accuracy"] = value = evaluate(step)
+            if best_value is None or value > best_value:
+                best_step, best_value, best_state = step, value, snapshot()
+        rows.append(row)
+        if bar:
+            bar.set_postfix(loss=f"{loss:.3f}", val=row["val_accuracy"])
+            bar.update(1)
+    if bar:
+        bar.close()
+    for p in params:
+        p.grad = None
+    return rows, best_step, best_state
+
+
+def val_accuracy(backend, prompts: list[list[int]], gold: list[float], templates: list[str],
+                 max_new_tokens: int) -> dict:
+    """Greedy exact match: mean of per-template accuracies (the paper's metric) and the plain mean."""
+    from .generation import SamplingSpec
+    from .traces import score
+
+    outs = backend.generate(prompts, SamplingSpec(max_new_tokens=max_new_tokens))
+    correct = [score(backend.tokenizer, [], o[0].token_ids, g)[1] for o, g in zip(outs, gold)]
+    df = pd.DataFrame({"template_id": templates, "correct": correct})
+    return {"template_mean": float(df.groupby("template_id")["correct"].mean().mean()),
+            "mean": float(df["correct"].mean()), "n": len(df)}

@@ -1,0 +1,168 @@
+"""DCM mask training and the targeted update on tiny models."""
+import pandas as pd
+import pytest
+import torch
+
+from cca.components import component_map, update_slices
+from cca.dcm import DCMSettings, count_table, scales_from_mask, train_mask
+from cca.errors import CCAError
+from cca.row_delta import RowDelta, attach, delta_tensors, detach, load_delta, merge, merged, unmerge
+from cca.shared_prefix import logit_difference_backward
+from cca.tiny import build_tiny_model
+from cca.update import Examples, train
+
+
+def _examples(model, n=6, shared=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    common = torch.randint(5, model.config.vocab_size, (shared,), generator=g).tolist()
+    prefixes = [common + torch.randint(5, model.config.vocab_size, (3 + i,), generator=g).tolist() for i in range(n)]
+    desired = torch.randint(5, model.config.vocab_size, (n,), generator=g).tolist()
+    undesired = [(d + 1) % model.config.vocab_size for d in desired]
+    return Examples(prefixes, desired, undesired)
+
+
+@pytest.fixture(scope="module")
+def llama():
+    model, _ = build_tiny_model("llama", seed=2)
+    return model
+
+
+def _full_gated_diffs(model, cmap, ex, scales):
+    from cca.gating import hook_gates
+
+    out = []
+    with torch.no_grad(), hook_gates(model, cmap, scales):
+        for p, d, u in zip(ex.prefixes, ex.desired, ex.undesired):
+            lg = model(input_ids=torch.tensor([p])).logits[0, -1]
+            out.append(float(lg[d] - lg[u]))
+    return torch.tensor(out)
+
+
+def test_dcm_raises_the_logit_difference_and_backends_agree(llama):
+    cmap = component_map(llama)
+    ex = _examples(llama)
+    cfg = DCMSettings(lam=1e-4, lr=5e-2, epochs=4, batch_size=3, early_stop_fraction=1.0)
+    hooks = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, cfg)
+    nns = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, DCMSettings(**{**cfg.__dict__,
+                                                                                        "backend": "nnsight"}))
+    for k in hooks.values:
+        assert torch.allclose(hooks.values[k], nns.values[k], atol=1e-5), k
+    assert hooks.history[-1]["logit_diff"] > hooks.history[0]["logit_diff"]
+    # the learned gates, applied in full forwards, raise the mean logit difference over the identity
+    names, sizes = [s.name for s in cmap.sites], [s.count for s in cmap.sites]
+    flat = torch.cat([hooks.values[n] for n in names])
+    learned = dict(zip(names, torch.split(scales_from_mask(flat, "ablate"), sizes)))
+    identity = {n: torch.ones(c) for n, c in zip(names, sizes)}
+    assert _full_gated_diffs(llama, cmap, ex, learned).mean() > _full_gated_diffs(llama, cmap, ex, identity).mean()
+    counts = count_table(cmap, hooks.selected)
+    assert counts["selected"].sum() == hooks.n_selected and counts["total"].sum() == cmap.total
+    assert set(counts["kind"]) == {"q", "k", "v", "mlp"}
+    for p in llama.parameters():
+        p.requires_grad_(True)
+
+
+def test_dcm_large_lambda_drives_masks_to_zero_and_early_stops(llama):
+    cmap = component_map(llama)
+    ex = _examples(llama, n=4)
+    res = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired,
+                     DCMSettings(lam=10.0, lr=0.2, epochs=30, batch_size=2, early_stop_fraction=0.5))
+    assert res.n_selected == 0
+    assert res.stopped_early and res.epochs_run < 30
+    for p in llama.parameters():
+        p.requires_grad_(True)
+
+
+def test_keep_reading_scales_one_plus_m():
+    m = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.equal(scales_from_mask(m, "keep"), torch.tensor([1.0, 1.5, 2.0]))
+    assert torch.equal(scales_from_mask(m, "ablate"), torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(CCAError, match="dcm.unselected"):
+        scales_from_mask(m, "other")
+
+
+def test_row_delta_forward_equals_a_merged_weight_and_unmerge_restores_bits():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 5, bias=False)
+    original = lin.weight.detach().clone()
+    for axis, index in (("rows", [1, 3]), ("cols", [0, 4])):
+        rd = RowDelta(lin, axis, index)
+        with torch.no_grad():
+            rd.delta.normal_()
+        x = torch.randn(2, 4, 6)
+        y = rd(x)
+        rd.merge()
+        assert torch.allclose(rd(x), y, atol=1e-6) and torch.allclose(lin(x), y, atol=1e-6)
+        changed = (lin.weight != original)
+        if axis == "rows":
+            assert not changed[[0, 2, 4]].any()
+        else:
+            assert not changed[:, [1, 2, 3, 5]].any()
+        rd.unmerge()
+        assert torch.equal(lin.weight, original)
+
+
+def test_targeted_update_leaves_every_other_weight_bit_identical():
+    model, _ = build_tiny_model("gemma3", seed=3)
+    cmap = component_map(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ex = _examples(model, n=4)
+    slices = update_slices(cmap, {"layers.0.q": [1], "layers.1.v": [0], "layers.1.mlp": [2, 9]})
+    wrapped = attach(model, slices)
+    params = [rd.delta for rd in wrapped.values()]
+    assert all(not p.requires_grad for n, p in model.named_parameters() if not n.endswith(".delta"))
+    curve, best, state = train(model, params, ex, lr=0.5, steps=3, eval_steps=[1, 3],
+                               evaluate=lambda step: float(step),
+                               snapshot=lambda: delta_tensors(wrapped))
+    assert [r["step"] for r in curve] == [1, 2, 3] and best == 3 and curve[2]["loss"] < curve[0]["loss"]
+    assert all(p.grad is None for p in model.parameters())  # no gradient was kept for base weights
+    with merged(model, wrapped):
+        after = model.state_dict()
+        for name, w in after.items():
+            if name in slices:
+                axis, idx = slices[name]
+                keep = torch.ones(w.shape[0], dtype=torch.bool)
+                keep[idx] = False
+                assert torch.equal(w[keep], before[name][keep]) and not torch.equal(w[~keep], before[name][~keep])
+            else:
+                assert torch.equal(w, before[name]), name
+    detach(model, wrapped)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # the saved delta reloads to the same model
+    tensors, axes = state
+    again = load_delta(model, tensors, axes)
+    merge(again)
+    unmerge(again)
+    detach(model, again)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_update_gradient_reaches_only_the_deltas(llama):
+    cmap = component_map(llama)
+    ex = _examples(llama, n=3)
+    wrapped = attach(llama, update_slices(cmap, {"layers.1.mlp": [0, 1]}))
+    logit_difference_backward(llama, ex.prefixes, ex.desired, ex.undesired, micro_batch=2)
+    grads = {n: p.grad for n, p in llama.named_parameters() if p.grad is not None}
+    assert set(grads) == {"model.layers.1.mlp.up_proj.delta"}
+    detach(llama, wrapped)
+    for p in llama.parameters():
+        p.grad = None
+        p.requires_grad_(True)
+
+
+def test_empty_dataset_is_refused_with_advice():
+    df = pd.DataFrame({"status": ["no_flip", "no_flip"], "prefix_ids": [None, None], "desired_id": [None, None],
+                       "undesired_id": [None, None]})
+    with pytest.raises(CCAError, match="no pivots.*sampling.num_samples"):
+        Examples.from_frame(df, "x.parquet")
+
+
+def test_nan_loss_stops_the_update(llama):
+    ex = _examples(llama, n=2)
+    wrapped = attach(llama, update_slices(component_map(llama), {"layers.0.q": [0]}))
+    with torch.no_grad():
+        next(iter(wrapped.values())).delta.fill_(float("nan"))
+    with pytest.raises(CCAError, match="lower update.lrs"):
+        train(llama, [rd.delta for rd in wrapped.values()], ex, 0.1, 2, [2], lambda s: 0.0, lambda: None)
+    detach(llama, wrapped)
+    for p in llama.parameters():
+        p.requires_grad_(True)

@@ -47,7 +47,7 @@ def test_dry_run_plans_the_whole_dag(workdir):
     counts = job_counts(proc.stdout + proc.stderr)
     # 2 seeds; 2 methods; 2 lambdas; {mask, nomask}
     assert counts == {"prepare_model": 1, "instances": 1, "splits": 2, "greedy_traces": 1, "base_accuracy": 1,
-                      "opposite_traces": 2, "error_localization": 4, "dcm_mask": 8, "targeted_update": 8,
+                      "opposite_traces": 2, "error_localization": 4, "dcm_mask": 8, "targeted_update": 4, "full_update": 4,
                       "lora_baseline": 2, "table": 1, "total": 31}
 
 
@@ -98,11 +98,66 @@ def test_stage1_builds_both_error_localization_datasets(workdir):
     assert not list(base.rglob("*.parts"))  # shard checkpoints are removed once a table is complete
 
 
+def test_stages_2_and_3_build_masks_deltas_and_curves(workdir):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    base = workdir / "results/tiny-gsm/seed0/prefix"
+    targets = ["results/tiny-gsm/seed0/prefix/mask/update.json", "results/tiny-gsm/seed0/prefix/nomask/update.json"]
+    snakemake(workdir, "--cores", "2", *targets)
+    for lam in ("0.01", "0.001"):
+        mask = load_file(base / f"masks/lambda{lam}.safetensors")
+        counts = pd.read_parquet(base / f"masks/lambda{lam}.counts.parquet")
+        assert counts["selected"].sum() == sum(int(v.sum()) for k, v in mask.items() if not k.startswith("values."))
+        assert set(counts["kind"]) == {"q", "k", "v", "mlp"} and counts["total"].sum() == 2 * (4 + 2 + 2 + 256)
+        assert len(pd.read_parquet(base / f"masks/lambda{lam}.history.parquet")) > 0
+        for fig in ("heads", "neurons"):
+            assert (base / f"masks/lambda{lam}.{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    original = AutoModelForCausalLM.from_pretrained(workdir / "results/tiny-gsm/checkpoint").state_dict()
+    for variant in ("mask", "nomask"):
+        summary = json.loads((base / variant / "update.json").read_text())
+        curve = pd.read_parquet(base / variant / "curve.parquet")
+        assert curve.loc[curve["step"] == 0, "config"].tolist() == ["base"]
+        evaluated = curve.dropna(subset=["val_accuracy"])
+        n_configs = 2 if variant == "mask" else 1
+        assert len(evaluated) == 1 + 2 * n_configs  # base + steps 2 and 4 of each (lambda, lr)
+        best = evaluated["val_accuracy"].max()
+        assert summary["best"]["val_accuracy"] == pytest.approx(best)
+        assert summary["chosen"] == ("base" if summary["best"]["step"] == 0 else "updated")
+        merged = AutoModelForCausalLM.from_pretrained(base / variant / "merged").state_dict()
+        if variant == "mask":
+            delta = load_file(base / "mask/delta.safetensors")
+            touched = {k.removesuffix(".delta") for k in delta if k.endswith(".delta")}
+            for name, w in merged.items():
+                if name not in touched:
+                    assert torch.equal(w, original[name]), name
+                else:
+                    rows = delta[f"{name}.index"]
+                    keep = torch.ones(w.shape[0], dtype=torch.bool)
+                    keep[rows] = False
+                    assert torch.equal(w[keep], original[name][keep])
+    assert not list(base.rglob(".weights.*")) and not list(base.rglob("*.tmp"))
+    again = snakemake(workdir, "-n", *targets)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_changing_one_lambda_reruns_only_its_mask_and_the_update(workdir, tmp_path):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["dcm"]["lambdas"] = [1.0e-2, 5.0e-3]
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "results/tiny-gsm/seed0/prefix/mask/update.json",
+                     "results/tiny-gsm/seed0/prefix/nomask/update.json", "--configfile", str(changed))
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts == {"dcm_mask": 1, "targeted_update": 1, "total": 2}
+
+
 def test_unimplemented_stage_fails_loudly(workdir):
-    target = "results/tiny-gsm/seed0/prefix/masks/lambda0.01.safetensors"
+    target = "results/tiny-gsm/seed0/lora/update.json"
     proc = snakemake(workdir, "--cores", "1", target, check=False)
     assert proc.returncode != 0
-    assert "issue #4" in proc.stdout + proc.stderr
+    assert "issue #5" in proc.stdout + proc.stderr
     assert not (workdir / target).exists()
 
 

@@ -1,10 +1,11 @@
 """Cost of DCM and of the targeted update on the same Error-Localization examples, in one run.
 
 DCM (one batch of ``--batch`` examples, time per batch, median of ``--repeats``):
-  naive      gates on the full sequence, forward + backward of every token (what a direct
-             implementation of the reference does);
+  naive      gates on the full sequence, forward + backward of every token, full LM head (what a
+             direct implementation of the reference does);
   hooks      this project: each example's KV up to its last token cached once, one token's forward
-             and backward per example per step, gates as PyTorch hooks;
+             and backward per example per step, only the desired and undesired rows of the LM head,
+             gates as PyTorch hooks;
   nnsight    the same with gates through an nnsight trace;
   plain      the same cached one-token forward + backward with no gates at all (gradient to the
              input embeddings): the floor the hook backend is measured against (target: hooks <= 1.15x).
@@ -60,7 +61,7 @@ def bench_dcm(args) -> dict:
 
     from cca.dcm import ExampleStates
     from cca.gating import NNsightGates, hook_gates
-    from cca.shared_prefix import logit_difference
+    from cca.shared_prefix import decoder, logit_difference, pair_logit_difference
 
     model, cmap, ex = _load(args)
     for p in model.parameters():
@@ -76,14 +77,17 @@ def bench_dcm(args) -> dict:
     def scales():
         return dict(zip(names, torch.split(2 * mask, sizes)))
 
-    def loss_of(logits_fn):
-        diffs = [logit_difference(logits_fn(i).float(), torch.tensor([ex.desired[i]]), torch.tensor([ex.undesired[i]]))
-                 for i in idx]
-        return -torch.cat(diffs).mean()
+    body = decoder(model)
+
+    def loss_of(diff_fn):
+        return -torch.cat([diff_fn(i) for i in idx]).mean()
+
+    def pair(i, hidden):
+        return pair_logit_difference(model, hidden[:, -1], torch.tensor([ex.desired[i]]), torch.tensor([ex.undesired[i]]))
 
     def one(i, **kw):
-        return model(input_ids=torch.tensor([[ex.prefixes[i][-1]]]), past_key_values=states.get(i), use_cache=True,
-                     logits_to_keep=1, **kw).logits[:, -1]
+        return pair(i, body(input_ids=torch.tensor([[ex.prefixes[i][-1]]]), past_key_values=states.get(i),
+                            use_cache=True, **kw).last_hidden_state)
 
     def hooks_step():
         mask.grad = None
@@ -95,13 +99,15 @@ def bench_dcm(args) -> dict:
     def plain_step():
         def fwd(i):
             e = emb(torch.tensor([[ex.prefixes[i][-1]]])).detach().requires_grad_(True)
-            return model(inputs_embeds=e, past_key_values=states.get(i), use_cache=True, logits_to_keep=1).logits[:, -1]
+            return pair(i, body(inputs_embeds=e, past_key_values=states.get(i), use_cache=True).last_hidden_state)
         loss_of(fwd).backward()
 
-    def naive_step():
+    def naive_step():   # the reference's way: the whole prefix, full logits, every step
         mask.grad = None
         with hook_gates(model, cmap, scales()):
-            loss_of(lambda i: model(input_ids=torch.tensor([ex.prefixes[i]]), logits_to_keep=1).logits[:, -1]).backward()
+            loss_of(lambda i: logit_difference(model(input_ids=torch.tensor([ex.prefixes[i]]), logits_to_keep=1)
+                                               .logits[:, -1].float(), torch.tensor([ex.desired[i]]),
+                                               torch.tensor([ex.undesired[i]]))).backward()
 
     out = {"examples_per_batch": len(idx), "mean_prefix_tokens": statistics.mean(len(ex.prefixes[i]) for i in idx),
            "shared_prompt_tokens": states.shared_len, "state_cache_seconds": round(cache_seconds, 2)}
@@ -114,8 +120,8 @@ def bench_dcm(args) -> dict:
 
     def nnsight_step():
         mask.grad = None
-        loss_of(lambda i: nn.logits(scales(), input_ids=torch.tensor([[ex.prefixes[i][-1]]]),
-                                    past_key_values=states.get(i), use_cache=True, logits_to_keep=1)[:, -1]).backward()
+        loss_of(lambda i: pair(i, nn.hidden(scales(), input_ids=torch.tensor([[ex.prefixes[i][-1]]]),
+                                            past_key_values=states.get(i), use_cache=True))).backward()
 
     nnsight_step()
     out["nnsight_s_per_batch"] = _timed(nnsight_step, args.repeats)

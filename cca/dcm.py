@@ -29,7 +29,7 @@ import torch
 from .components import ComponentMap
 from .errors import CCAError
 from .gating import NNsightGates, hook_gates
-from .shared_prefix import cache_view, common_prefix_length, logit_difference, prefix_cache
+from .shared_prefix import cache_view, common_prefix_length, decoder, pair_logit_difference, prefix_cache
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,8 @@ class ExampleStates:
         if not middle:
             return self.shared
         with torch.no_grad():
-            out = self.model(input_ids=torch.tensor([middle]),
-                             past_key_values=cache_view(self.shared) if self.shared is not None else None,
-                             use_cache=True, logits_to_keep=1)
+            out = decoder(self.model)(input_ids=torch.tensor([middle]), use_cache=True,
+                                      past_key_values=cache_view(self.shared) if self.shared is not None else None)
         return out.past_key_values
 
     def precompute(self, progress=None):
@@ -135,6 +134,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
     if bar:
         bar.close()
     nn_gates = NNsightGates(model, cmap) if settings.backend == "nnsight" else None
+    body = decoder(model)
     batches_per_epoch = math.ceil(n / settings.batch_size)
     patience = max(1, math.ceil(settings.early_stop_fraction * batches_per_epoch))
     history, last_count, flat, started = [], mask.numel(), 0, False
@@ -147,12 +147,13 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
             scales = dict(zip(names, torch.split(scales_from_mask(mask, settings.unselected), sizes)))
             diffs = []
             with (hook_gates(model, cmap, scales) if nn_gates is None else nullcontext()):
-                for i in idx:
+                for i in idx:   # one token per example on top of its cached states
                     inputs = dict(input_ids=torch.tensor([[prefixes[i][-1]]]), past_key_values=states.get(i),
-                                  use_cache=True, logits_to_keep=1)
-                    logits = (nn_gates.logits(scales, **inputs) if nn_gates is not None else model(**inputs).logits)
-                    diffs.append(logit_difference(logits[:, -1].float(), torch.tensor([desired[i]]),
-                                                  torch.tensor([undesired[i]])))
+                                  use_cache=True)
+                    hidden = (nn_gates.hidden(scales, **inputs) if nn_gates is not None
+                              else body(**inputs).last_hidden_state)
+                    diffs.append(pair_logit_difference(model, hidden[:, -1], torch.tensor([desired[i]]),
+                                                       torch.tensor([undesired[i]])))
             d = torch.cat(diffs)
             loss = -d.mean() + settings.lam * mask.sum()
             _check_finite(loss, f"epoch {epoch + 1}, batch {b + 1}")

@@ -50,12 +50,13 @@ def hook_gates(model, cmap: ComponentMap, scales: Mapping[str, torch.Tensor]):
             h.remove()
 
 
-def execution_order(model, cmap: ComponentMap, **inputs) -> list[str]:
-    """Site names in the order the model computes them (nnsight must read them in that order)."""
+def execution_order(model, cmap: ComponentMap, prefix: str = "", **inputs) -> list[str]:
+    """Site names in the order the model computes them (nnsight must read them in that order).
+    ``model`` may be a submodule of the mapped model whose name is ``prefix``."""
     modules = dict(model.named_modules())
     order, handles = [], []
     for site in cmap.sites:
-        mod = modules[site.module]
+        mod = modules[site.module[len(prefix) + 1:] if prefix else site.module]
         hook = (lambda *a, name=site.name: order.append(name))
         handles.append(mod.register_forward_hook(hook) if site.where == "output" else mod.register_forward_pre_hook(hook))
     try:
@@ -72,25 +73,31 @@ def execution_order(model, cmap: ComponentMap, **inputs) -> list[str]:
 
 
 class NNsightGates:
-    """The same gates through an nnsight trace. ``import nnsight`` patches torch process-wide, so it
-    is imported only when this backend is chosen."""
+    """The same gates through an nnsight trace of the decoder stack. ``import nnsight`` patches torch
+    process-wide, so it is imported only when this backend is chosen."""
 
     def __init__(self, model, cmap: ComponentMap):
         from nnsight import NNsight
 
+        from .shared_prefix import decoder
+
         self.model, self.cmap = model, cmap
-        self.wrapped = NNsight(model)
+        self.root = decoder(model)
+        self.prefix = next(n for n, m in model.named_modules() if m is self.root)
+        self.wrapped = NNsight(self.root)
         self.order: list[str] | None = None
 
     def _envoy(self, path: str):
         obj = self.wrapped
-        for part in path.split("."):
+        rel = path[len(self.prefix) + 1:] if self.prefix else path
+        for part in rel.split("."):
             obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
         return obj
 
-    def logits(self, scales: Mapping[str, torch.Tensor], **inputs) -> torch.Tensor:
+    def hidden(self, scales: Mapping[str, torch.Tensor], **inputs) -> torch.Tensor:
+        """Final hidden states (batch, pos, hidden) of the decoder with the gates applied."""
         if self.order is None:
-            self.order = execution_order(self.model, self.cmap, **_shallow(inputs))
+            self.order = execution_order(self.root, self.cmap, prefix=self.prefix, **_shallow(inputs))
         sites = [self.cmap.site(n) for n in self.order if n in scales]
         with self.wrapped.trace(**inputs):
             for site in sites:
@@ -99,8 +106,8 @@ class NNsightGates:
                     env.output = scale_last_position(env.output, scales[site.name], site)
                 else:
                     env.input = scale_last_position(env.input, scales[site.name], site)
-            logits = self.wrapped.output.logits.save()
-        return logits
+            hidden = self.wrapped.output.last_hidden_state.save()
+        return hidden
 
 
 def _shallow(inputs: dict) -> dict:

@@ -6,8 +6,9 @@ what follows, so:
 
 - ``prefix_cache`` runs it once and ``cache_view`` hands each example a cheap copy of the cache
   (new cache objects over the same tensors: a forward appends to the copy, not to the shared one);
-- ``last_position_logits`` runs only each example's own suffix on top of it, for a batch, and
-  returns the next-token logits at each example's last position;
+- ``last_position_hidden`` runs only each example's own suffix on top of it, for a batch, and returns
+  the final hidden state at each example's last position; ``pair_logit_difference`` turns it into
+  logit(desired) - logit(undesired) with just those two rows of the LM head;
 - ``logit_difference_backward`` gives the exact gradient of the mean logit-difference loss over all
   examples, the shared part's contribution included: the suffixes see detached copies of the shared
   keys/values, whose gradients are then pushed through the shared forward once.
@@ -43,12 +44,32 @@ def cache_view(cache):
     return view
 
 
+def decoder(model):
+    """The decoder stack of a causal LM (its final hidden states feed the LM head)."""
+    return model.model if hasattr(model, "model") else model.get_decoder()
+
+
+def pair_logit_difference(model, hidden: torch.Tensor, desired: torch.Tensor, undesired: torch.Tensor
+                          ) -> torch.Tensor:
+    """logit(desired) - logit(undesired) from final hidden states (batch, hidden): only the two rows of
+    the LM head the loss needs (gemma-3-270m's head has 262,144), with the model's final soft-capping.
+    Equal to gathering from the full logits (a test compares them on every architecture)."""
+    head = model.get_output_embeddings()
+    rows = head.weight[torch.stack([desired, undesired], dim=1)]               # (batch, 2, hidden)
+    logits = torch.einsum("bh,bkh->bk", hidden.to(rows.dtype), rows).float()
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[torch.stack([desired, undesired], dim=1)].float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits[:, 0] - logits[:, 1]
+
+
 def prefix_cache(model, ids: Sequence[int]):
     """The KV cache of ``ids`` (batch of one); with gradient if grad mode is on."""
     if not ids:
         return None
-    out = model(input_ids=torch.tensor([list(ids)]), use_cache=True, logits_to_keep=1)
-    return out.past_key_values
+    return decoder(model)(input_ids=torch.tensor([list(ids)]), use_cache=True).past_key_values
 
 
 def _expand(cache, batch: int):
@@ -60,8 +81,8 @@ def _expand(cache, batch: int):
     return view
 
 
-def last_position_logits(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
-    """(batch, vocab) next-token logits after ``shared`` + each suffix.
+def last_position_hidden(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
+    """(batch, hidden) final hidden states after ``shared`` + each suffix.
 
     Suffixes are right-padded: under causal attention a real token never sees the padding after it,
     and every example's positions continue from the shared length, so no attention mask is needed.
@@ -69,12 +90,20 @@ def last_position_logits(model, shared, suffixes: Sequence[Sequence[int]], pad_i
     lengths = [len(s) for s in suffixes]
     width = max(lengths)
     ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in suffixes])
+    out = decoder(model)(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None)
+    return out.last_hidden_state[torch.arange(len(suffixes)), torch.tensor(lengths) - 1]
+
+
+def last_position_logits(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
+    """(batch, vocab) next-token logits after ``shared`` + each suffix (see ``last_position_hidden``)."""
+    lengths = [len(s) for s in suffixes]
+    width = max(lengths)
+    ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in suffixes])
     last = torch.tensor(lengths) - 1
     keep = torch.unique(last)
     out = model(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None,
                 logits_to_keep=keep)
-    column = torch.searchsorted(keep, last)
-    return out.logits[torch.arange(len(suffixes)), column]
+    return out.logits[torch.arange(len(suffixes)), torch.searchsorted(keep, last)]
 
 
 def logit_difference(logits: torch.Tensor, desired: torch.Tensor, undesired: torch.Tensor) -> torch.Tensor:
@@ -108,8 +137,8 @@ def logit_difference_backward(model, prefixes: Sequence[Sequence[int]], desired:
     for start in range(0, n, micro_batch):
         sl = slice(start, min(start + micro_batch, n))
         suffixes = [p[shared_len:] for p in prefixes[sl]]
-        logits = last_position_logits(model, shared, suffixes, pad_id)
-        d = logit_difference(logits.float(), torch.tensor(list(desired[sl])), torch.tensor(list(undesired[sl])))
+        hidden = last_position_hidden(model, shared, suffixes, pad_id)
+        d = pair_logit_difference(model, hidden, torch.tensor(list(desired[sl])), torch.tensor(list(undesired[sl])))
         loss = -d.sum() / n
         if loss.requires_grad:
             loss.backward()

@@ -81,3 +81,61 @@ def test_config_command_shows_settings():
 def test_pending_stage_names_its_issue():
     proc = cca("pending", "DCM mask training", "--issue", "issue #4")
     assert proc.returncode == 2 and "issue #4" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_stage23(tmp_path_factory):
+    """A tiny checkpoint and a hand-made Error-Localization dataset (shared prompt + own suffixes)."""
+    import random
+
+    from cca.models import prepare_model
+
+    d = tmp_path_factory.mktemp("stage23")
+    prepare_model("tiny-llama", d / "ckpt")
+    rng = random.Random(0)
+    shared = [rng.randrange(5, 500) for _ in range(30)]
+    rows = [{"status": "ok", "prefix_ids": shared + [rng.randrange(5, 500) for _ in range(3 + i)],
+             "desired_id": rng.randrange(5, 500), "undesired_id": rng.randrange(5, 500)} for i in range(4)]
+    pd.DataFrame(rows).to_parquet(d / "el.parquet")
+    pd.DataFrame([{**rows[0], "status": "no_flip"}]).to_parquet(d / "empty.parquet")
+    return d
+
+
+DCM = {"dcm": {"lr": 0.5, "epochs": 6, "batch_size": 2, "lr_step_size": 5, "lr_gamma": 0.9,
+               "early_stop_fraction": 0.5, "unselected": "ablate"}}
+
+
+def test_dcm_refuses_a_dataset_without_pivots(tiny_stage23, tmp_path):
+    out = tmp_path / "lambda0.01.safetensors"
+    proc = cca("dcm", "--checkpoint", tiny_stage23 / "ckpt", "--dataset", tiny_stage23 / "empty.parquet",
+               "--lam", 0.01, "--settings", json.dumps(DCM), "--out", out)
+    assert proc.returncode == 2 and "no pivots" in proc.stderr and "sampling.num_samples" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_dcm_mask_collapse_names_the_setting_and_writes_nothing(tiny_stage23, tmp_path):
+    out = tmp_path / "lambda100.safetensors"
+    proc = cca("dcm", "--checkpoint", tiny_stage23 / "ckpt", "--dataset", tiny_stage23 / "el.parquet",
+               "--lam", 100, "--settings", json.dumps(DCM), "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "selected no component" in proc.stderr and "lower dcm.lambdas" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_update_refuses_an_empty_mask(tiny_stage23, tmp_path):
+    import torch
+
+    from cca.mask_file import save_mask
+
+    zero = {f"layers.{i}.{k}": torch.zeros(n, dtype=torch.bool) for i in range(2)
+            for k, n in (("q", 4), ("k", 2), ("v", 2), ("mlp", 256))}
+    save_mask(tmp_path / "m.safetensors", {k: v.float() for k, v in zero.items()}, zero, {"lambda": 1.0})
+    settings = {"update": {"lrs": [1e-3], "steps": 2, "eval_steps": [2]},
+                "generation": {"backend": "hf", "dtype": "float32", "max_new_tokens": 8, "max_model_len": 512}}
+    out = tmp_path / "run" / "update.json"
+    out.parent.mkdir()
+    proc = cca("update", "--variant", "mask", "--checkpoint", tiny_stage23 / "ckpt", "--dataset",
+               tiny_stage23 / "el.parquet", "--greedy", "x", "--splits", "y", "--masks", tmp_path / "m.safetensors",
+               "--settings", json.dumps(settings), "--out", out)
+    assert proc.returncode == 2 and "selects no component" in proc.stderr and "dcm.lambdas" in proc.stderr
+    assert not list(out.parent.iterdir())

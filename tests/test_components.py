@@ -4,7 +4,8 @@ import torch
 
 from cca.components import GateSite, component_map, update_slices
 from cca.gating import NNsightGates, execution_order, hook_gates, scale_last_position
-from cca.shared_prefix import common_prefix_length, last_position_logits, logit_difference_backward, prefix_cache
+from cca.shared_prefix import (common_prefix_length, decoder, last_position_hidden, last_position_logits,
+                               logit_difference_backward, pair_logit_difference, prefix_cache)
 from cca.tiny import ARCHITECTURES, build_tiny_model
 
 
@@ -95,10 +96,10 @@ def test_nnsight_backend_gives_the_same_logits_and_gradients(tiny):
         return dict(zip([s.name for s in cmap.sites], torch.split(2 * m, sizes)))
 
     with hook_gates(model, cmap, scales()):
-        a = model(input_ids=ids).logits[:, -1]
+        a = decoder(model)(input_ids=ids).last_hidden_state[:, -1]
     a.square().sum().backward()
     ga, m.grad = m.grad.clone(), None
-    b = NNsightGates(model, cmap).logits(scales(), input_ids=ids)[:, -1]
+    b = NNsightGates(model, cmap).hidden(scales(), input_ids=ids)[:, -1]
     b.square().sum().backward()
     assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ga, m.grad, rtol=1e-4, atol=1e-6)
     for p in model.parameters():
@@ -144,7 +145,11 @@ def test_shared_prompt_forward_equals_full_forwards(tiny):
         cache = prefix_cache(model, shared)
         lg = last_position_logits(model, cache, [p[300:] for p in prefixes])
         full = torch.stack([model(input_ids=torch.tensor([p])).logits[0, -1] for p in prefixes])
+        pair = pair_logit_difference(model, last_position_hidden(model, cache, [p[300:] for p in prefixes]),
+                                     torch.tensor(desired), torch.tensor(undesired))
     assert torch.allclose(lg, full, atol=1e-4)
+    # two rows of the LM head (with Gemma-2's final soft-capping) give the same difference as full logits
+    assert torch.allclose(pair, full[range(4), desired] - full[range(4), undesired], atol=1e-4)
 
 
 def test_update_slices_rows_of_selected_heads_and_neurons():

@@ -33,3 +33,37 @@ def test_vllm_greedy_traces_match_hf(tmp_path):
     assert list(v.instance_id) == list(h.instance_id)
     assert [list(x) for x in v.prompt_ids] == [list(x) for x in h.prompt_ids]
     assert [list(x) for x in v.completion_ids] == [list(x) for x in h.completion_ids]
+
+
+def test_vllm_reloads_updated_weights_in_place(tmp_path):
+    """The update stage's validation path: a running engine takes a merged checkpoint without restarting
+    and then generates exactly what Hugging Face generates with the same weights; the merged checkpoint
+    itself loads in vLLM."""
+    import torch
+
+    from cca.components import component_map, update_slices
+    from cca.generation import HFBackend, SamplingSpec, VLLMBackend
+    from cca.models import checkpoint_path, load_model
+    from cca.row_delta import attach, merged
+
+    prepare_model("tiny-gsm", tmp_path / "ckpt")
+    model, tok = load_model(tmp_path / "ckpt")
+    prompts = [tok("Q: Tom has 3 apples and buys 4 more. How many?\nA:")["input_ids"],
+               tok("Q: A box holds 12 eggs. How many in 3 boxes?\nA:")["input_ids"]]
+    spec = SamplingSpec(max_new_tokens=24)
+    base_hf = [o[0].token_ids for o in HFBackend(model, tok).generate(prompts, spec)]
+    wrapped = attach(model, update_slices(component_map(model), {"layers.1.mlp": list(range(0, 256, 3)),
+                                                                  "layers.0.q": [0, 2]}))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for rd in wrapped.values():
+            rd.delta.normal_(0, 0.5)
+    new_hf = [o[0].token_ids for o in HFBackend(model, tok).generate(prompts, spec)]
+    assert new_hf != base_hf  # the delta changes what the model writes
+    with merged(model, wrapped):
+        model.save_pretrained(tmp_path / "merged")
+    tok.save_pretrained(tmp_path / "merged")
+    engine = VLLMBackend(checkpoint_path(tmp_path / "ckpt"), dtype="float32", max_model_len=512)
+    assert [o[0].token_ids for o in engine.generate(prompts, spec)] == base_hf
+    engine.reload_weights(tmp_path / "merged")
+    assert [o[0].token_ids for o in engine.generate(prompts, spec)] == new_hf

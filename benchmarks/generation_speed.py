@@ -18,6 +18,7 @@ def main():
     ap.add_argument("--omp", default="unset")
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--max-num-seqs", type=int, default=None)
+    ap.add_argument("--dtype", default="bfloat16", help="bfloat16 (default) or float32")
     args = ap.parse_args()
     if args.omp == "unset":
         os.environ.pop("OMP_NUM_THREADS", None)
@@ -30,7 +31,8 @@ def main():
     s = model_settings(load_config(), "gemma-3-270m")
     inst = pd.read_parquet(ROOT / "results/gemma-3-270m/instances/main.parquet")
     inst = inst.iloc[:: max(1, len(inst) // args.prompts)].head(args.prompts)
-    b = VLLMBackend(ROOT / "results/gemma-3-270m/checkpoint", max_model_len=2048, max_num_seqs=args.max_num_seqs)
+    b = VLLMBackend(ROOT / "results/gemma-3-270m/checkpoint", max_model_len=2048, max_num_seqs=args.max_num_seqs,
+                    dtype=args.dtype)
     p = tokenize_prompts(b.tokenizer, prompt_texts(inst, s["task_config"], ROOT))
     t = time.time()
     out = b.generate(p, SamplingSpec(max_new_tokens=128))

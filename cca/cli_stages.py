@@ -81,7 +81,9 @@ class _Validator:
     def __init__(self, args, settings, model, tokenizer):
         from .io import read_parquet
 
-        gen = settings["generation"]
+        # Validation generates in update.eval_dtype (float32 by default): in bfloat16 an update smaller
+        # than ~1/256 of a weight rounds away, and most lr * grad steps are that small.
+        gen = {**settings["generation"], "dtype": settings["update"].get("eval_dtype", "float32")}
         greedy = read_parquet(args.greedy)
         split = read_parquet(args.splits)
         val = greedy.merge(split.loc[split["split"] == "val", ["instance_id"]], on="instance_id")
@@ -91,7 +93,7 @@ class _Validator:
         self.gold = [float(v) for v in val["answer_value"]]
         self.templates = list(val["template_id"])
         self.max_new_tokens = gen["max_new_tokens"]
-        self.model = model
+        self.model, self.dtype = model, gen["dtype"]
         if gen["backend"] == "hf":
             from .generation import HFBackend
 
@@ -135,11 +137,18 @@ def cmd_update(args, settings: dict) -> None:
     from .mask_file import load_mask, selection_indices
     from .models import load_model
     from .row_delta import attach, delta_tensors, detach, merged
-    from .update import train
+    from .update import Examples, train
 
     _torch_threads()
     u = settings["update"]
     ex = _examples(args.dataset)
+    n_pairs = len(ex)
+    if u.get("max_examples") and n_pairs > u["max_examples"]:
+        import random
+
+        keep = sorted(random.Random(args.seed).sample(range(n_pairs), u["max_examples"]))
+        ex = Examples([ex.prefixes[i] for i in keep], [ex.desired[i] for i in keep], [ex.undesired[i] for i in keep])
+        print(f"training on a fixed random subset of {len(ex)} of {n_pairs} pairs (update.max_examples)")
     masks = []
     if args.variant == "mask":
         if not args.masks:
@@ -235,7 +244,8 @@ def cmd_update(args, settings: dict) -> None:
         with merged(model, wrapped):
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    summary = {"variant": args.variant, "seed": args.seed, "examples": len(ex), "base_val_accuracy": base["template_mean"],
+    summary = {"variant": args.variant, "seed": args.seed, "examples": len(ex), "pairs": n_pairs,
+               "eval_dtype": validator.dtype, "base_val_accuracy": base["template_mean"],
                "best": best, "chosen": "base" if best["config"] == "base" else "updated",
                "trainable_delta_values": n_trainable, "seconds": round(seconds, 1),
                "lambdas": [m[0] for m in masks], "lrs": u["lrs"], "steps": u["steps"],

@@ -33,6 +33,23 @@ def test_vllm_greedy_traces_match_hf(tmp_path):
     assert list(v.instance_id) == list(h.instance_id)
     assert [list(x) for x in v.prompt_ids] == [list(x) for x in h.prompt_ids]
     assert [list(x) for x in v.completion_ids] == [list(x) for x in h.completion_ids]
+    # the sampled path on vLLM too (ids read back from Parquet must reach the engine as plain ints)
+    def cca(*args):
+        proc = subprocess.run([sys.executable, "-m", "cca.cli", *map(str, args)], capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    cca("splits", "--instances", tmp_path / "inst.parquet", "--seed", 0, "--train", 1, "--val", 0, "--test", 0,
+        "--out", tmp_path / "splits.parquet")
+    cca("traces", "accuracy", "--greedy", tmp_path / "vllm.parquet", "--threshold", 1.01, "--out", tmp_path / "acc.parquet")
+    settings = {"generation": {"backend": "vllm", "dtype": "float32", "max_new_tokens": 16, "max_model_len": 1024},
+                "sampling": {"num_samples": 3, "temperature": 1.0, "max_new_tokens": 16, "round_size": 2}}
+    cca("traces", "opposite", "--checkpoint", tmp_path / "ckpt", "--greedy", tmp_path / "vllm.parquet",
+        "--accuracy", tmp_path / "acc.parquet", "--splits", tmp_path / "splits.parquet", "--seed", 0,
+        "--settings", json.dumps(settings), "--out", tmp_path / "opposite.parquet")
+    opp = pd.read_parquet(tmp_path / "opposite.parquet")
+    assert len(opp) == len(v) and opp["error"].isna().all()
+    assert opp["samples_drawn"].between(1, 3).all()
 
 
 def test_vllm_reloads_updated_weights_in_place(tmp_path):

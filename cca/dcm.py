@@ -10,8 +10,10 @@ is selected when its mask rounds to 1 (m > 0.5).
 
 Early stop: training stops when the number of selected components has not changed for
 ``early_stop_fraction`` of an epoch's batches. Read literally the rule would stop at once (every mask
-starts at 1 and takes many steps to cross 0.5, so the count is flat at first); the patience counter
-therefore starts only after the count has first changed.
+starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at first), and counted from
+the first change it stops in the slow trickle before most masks cross (measured on gemma-3-270m: stopped
+after 4 epochs with 36,971 of 36,972 components selected). The patience counter therefore starts once at
+most half of the components remain selected, i.e. once the mask has begun to select.
 
 Cost: a gate at the last position cannot change any earlier position, so each example's keys and
 values up to its last token are computed once, without gradient (the prompt shared by all examples
@@ -169,7 +171,8 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
             if bar:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", selected=count)
                 bar.update(1)
-            started = started or count != last_count
+            # the selection has started to settle once at most half of the components remain selected
+            started = started or count <= mask.numel() // 2
             flat = flat + 1 if (started and count == last_count) else 0
             last_count = count
             if flat >= patience:

@@ -28,7 +28,8 @@ rule splits:
     output:
         f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
     params:
-        sizes=lambda w: " ".join(f"--{k} {v}" for k, v in settings(w)["splits"].items()),
+        # fixed order: reordering keys in config.yaml must not re-run anything
+        sizes=lambda w: " ".join(f"--{k} {settings(w)['splits'][k]}" for k in ("train", "val", "test")),
     conda:
         ENV
     log:

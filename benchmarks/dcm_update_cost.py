@@ -135,16 +135,10 @@ def _rss_peak_reset():
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def _rss_peak_mib():
+def _status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mib():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -205,7 +199,7 @@ def memory_probe(args) -> dict:
     import gc
 
     gc.collect()
-    base = _rss_mib()
+    base = _status_mib("VmRSS")
     _rss_peak_reset()
     if args.probe == "forward":
         from cca.shared_prefix import common_prefix_length, last_position_logits, prefix_cache
@@ -215,7 +209,7 @@ def memory_probe(args) -> dict:
             shared = prefix_cache(model, pre[0][:k])
             for s in range(0, n, args.micro_batch):
                 last_position_logits(model, shared, [p[k:] for p in pre[s:s + args.micro_batch]])
-        peak = _rss_peak_mib() - base
+        peak = _status_mib("VmHWM") - base
         # activations autograd saves for backward, for the same computation, counted exactly
         saved = {}
 
@@ -233,7 +227,7 @@ def memory_probe(args) -> dict:
     wrapped = attach(model, update_slices(cmap, _one_percent(cmap)))
     logit_difference_backward(model, pre, des, und, micro_batch=args.micro_batch)
     trainable = sum(rd.delta.numel() for rd in wrapped.values())
-    return {"update_peak_mib": _rss_peak_mib() - base, "trainable_values": trainable,
+    return {"update_peak_mib": _status_mib("VmHWM") - base, "trainable_values": trainable,
             "trainable_percent_of_weights": 100 * trainable / sum(p.numel() for p in model.parameters())}
 
 

@@ -136,7 +136,7 @@ def cmd_update(args, settings: dict) -> None:
     from .io import atomic_dir, write_json, write_parquet
     from .mask_file import load_mask, selection_indices
     from .models import load_model
-    from .row_delta import attach, delta_tensors, detach, merged
+    from .row_delta import attach, delta_tensors, detach, load_delta, merged
     from .update import Examples, train
 
     _torch_threads()
@@ -170,7 +170,7 @@ def cmd_update(args, settings: dict) -> None:
         rows = [{"config": "base", "lambda": None, "lr": None, "step": 0, "loss": None,
                  "val_accuracy": base["template_mean"], "val_accuracy_plain": base["mean"]}]
         best = {"config": "base", "lambda": None, "lr": None, "step": 0, "val_accuracy": base["template_mean"]}
-        best_state, best_slices = None, None
+        best_state = None
         configs = [(lam, sel, lr) for lam, sel, _ in masks for lr in u["lrs"]] if masks else \
             [(None, None, lr) for lr in u["lrs"]]
         for lam, sel, lr in configs:
@@ -184,7 +184,7 @@ def cmd_update(args, settings: dict) -> None:
                 params = [rd.delta for rd in wrapped.values()]
                 snapshot = lambda w=wrapped: delta_tensors(w)  # noqa: E731
             else:
-                wrapped, slices = {}, None
+                wrapped = {}
                 for p in model.parameters():
                     p.requires_grad_(True)
                 params = [p for p in model.parameters()]
@@ -205,7 +205,7 @@ def cmd_update(args, settings: dict) -> None:
             print(f"{label}: best val accuracy {value} at step {step}")
             if state is not None and value is not None and value > best["val_accuracy"]:
                 best = {"config": label, "lambda": lam, "lr": lr, "step": step, "val_accuracy": value}
-                best_state, best_slices = state, slices
+                best_state = state
             if wrapped:
                 detach(model, wrapped)
             else:
@@ -222,15 +222,13 @@ def cmd_update(args, settings: dict) -> None:
         p.requires_grad_(False)
     if best_state is not None and args.variant == "mask":
         tensors, axes = best_state
-        from .row_delta import load_delta
-
         wrapped = load_delta(model, tensors, axes)
     elif best_state is not None:
         model.load_state_dict(best_state)
     n_trainable = (sum(int(t.numel()) for k, t in best_state[0].items() if k.endswith(".delta"))
                    if best_state is not None and args.variant == "mask" else None)
     write_parquet(curve_df, outdir / "curve.parquet")
-    validation_curves(curve_df.assign(config=curve_df["config"]), outdir / "curve.png",
+    validation_curves(curve_df, outdir / "curve.png",
                       f"{args.variant}: validation accuracy")
     if args.variant == "mask":
         from safetensors.torch import save_file

@@ -17,6 +17,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path) -> None:
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def heads_heatmap(selected: dict, cmap, path: str | Path, title: str = "") -> None:
     """One panel per head type (Q, K, V): layers x heads, a cell filled when the head is selected."""
     import numpy as np
@@ -31,10 +38,7 @@ def heads_heatmap(selected: dict, cmap, path: str | Path, title: str = "") -> No
         ax.set_ylabel("layer")
         ax.set_xticks(range(grid.shape[1]))
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def neurons_bars(counts: pd.DataFrame, path: str | Path, title: str = "") -> None:
@@ -46,10 +50,7 @@ def neurons_bars(counts: pd.DataFrame, path: str | Path, title: str = "") -> Non
     ax.set_ylabel("selected MLP neurons")
     total = int(mlp["total"].iloc[0]) if len(mlp) else 0
     ax.set_title(f"{title} (of {total} per layer)".strip())
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def validation_curves(curve: pd.DataFrame, path: str | Path, title: str = "") -> None:
@@ -63,7 +64,4 @@ def validation_curves(curve: pd.DataFrame, path: str | Path, title: str = "") ->
     ax.set_ylabel("validation accuracy (mean per template)")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -190,7 +190,6 @@ class VLLMBackend:
         return [[canonical_completion(self.tokenizer, o.token_ids, spec.stop, self.eos, spec.max_new_tokens)
                  for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]
 
-
     def reload_weights(self, checkpoint_dir) -> None:
         """Load new weights (a Hugging Face checkpoint directory) into the running engine, in place,
         and drop the prefix cache computed with the old ones."""

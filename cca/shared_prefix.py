@@ -81,25 +81,28 @@ def _expand(cache, batch: int):
     return view
 
 
+def _right_padded(suffixes: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, width) ids right-padded with ``pad_id``, and each row's last real position."""
+    lengths = [len(s) for s in suffixes]
+    width = max(lengths)
+    ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in suffixes])
+    return ids, torch.tensor(lengths) - 1
+
+
 def last_position_hidden(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
     """(batch, hidden) final hidden states after ``shared`` + each suffix.
 
     Suffixes are right-padded: under causal attention a real token never sees the padding after it,
     and every example's positions continue from the shared length, so no attention mask is needed.
     """
-    lengths = [len(s) for s in suffixes]
-    width = max(lengths)
-    ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in suffixes])
+    ids, last = _right_padded(suffixes, pad_id)
     out = decoder(model)(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None)
-    return out.last_hidden_state[torch.arange(len(suffixes)), torch.tensor(lengths) - 1]
+    return out.last_hidden_state[torch.arange(len(suffixes)), last]
 
 
 def last_position_logits(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
     """(batch, vocab) next-token logits after ``shared`` + each suffix (see ``last_position_hidden``)."""
-    lengths = [len(s) for s in suffixes]
-    width = max(lengths)
-    ids = torch.tensor([list(s) + [pad_id] * (width - len(s)) for s in suffixes])
-    last = torch.tensor(lengths) - 1
+    ids, last = _right_padded(suffixes, pad_id)
     keep = torch.unique(last)
     out = model(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None,
                 logits_to_keep=keep)

@@ -238,9 +238,28 @@ def _cmd_update(args) -> None:
     cmd_update(args, _settings(args))
 
 
-def _cmd_pending(args) -> None:
-    raise CCAError(f"{args.stage} is not implemented yet: it is the work of {args.issue}. "
-                   "Targets up to the splits build today: snakemake --cores all results/<model>/splits/seed0.parquet")
+def _cmd_evaluate_math(args) -> None:
+    from .cli_eval import cmd_evaluate_math
+
+    cmd_evaluate_math(args, _settings(args))
+
+
+def _cmd_evaluate_general(args) -> None:
+    from .cli_eval import cmd_evaluate_general
+
+    cmd_evaluate_general(args, _settings(args))
+
+
+def _cmd_table(args) -> None:
+    from .cli_eval import cmd_table
+
+    cmd_table(args, _settings(args))
+
+
+def _cmd_lora(args) -> None:
+    from .cli_eval import cmd_lora
+
+    cmd_lora(args, _settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,15 +345,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="update.json; curve, delta and merged checkpoint go next to it")
     s.set_defaults(func=_cmd_update)
 
+    s = sub.add_parser("lora", help="LoRA baseline (PEFT) on the train split, lr sweep, best by validation")
+    for a in ("--checkpoint", "--instances", "--splits", "--accuracy", "--greedy", "--settings"):
+        s.add_argument(a, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="update.json; curve, adapter and merged checkpoint go next to it")
+    s.set_defaults(func=_cmd_lora)
+
+    ev = sub.add_parser("evaluate", help="evaluation of a model").add_subparsers(dest="action", required=True)
+    s = ev.add_parser("math", help="greedy exact match on the seed's test split and the robustness sets")
+    for a in ("--checkpoint", "--instances", "--splits", "--settings", "--out"):
+        s.add_argument(a, required=True)
+    s.add_argument("--robustness", nargs="*", default=[], metavar="NAME=PATH",
+                   help="instances of a robustness set (GSM-P1/P2), tested on splits.test instances per template")
+    s.add_argument("--update", help="the update.json of the model: if it chose the base model, reuse --reuse")
+    s.add_argument("--reuse", help="the original model's math.parquet")
+    s.set_defaults(func=_cmd_evaluate_math)
+    s = ev.add_parser("general", help="general abilities through lm-evaluation-harness (offline, vendored data)")
+    for a in ("--checkpoint", "--settings", "--out"):
+        s.add_argument(a, required=True)
+    s.add_argument("--update", help="the update.json of the model: if it chose the base model, reuse --reuse")
+    s.add_argument("--reuse", help="the original model's general.parquet")
+    s.set_defaults(func=_cmd_evaluate_general)
+
+    s = sub.add_parser("table", help="results/<model>/table.csv (and report.md) from the run artifacts")
+    s.add_argument("--results", required=True, help="results/<model>")
+    s.add_argument("--model", required=True)
+    s.add_argument("--settings", required=True, help="JSON: the model's full settings")
+    s.add_argument("--out", required=True)
+    s.add_argument("--report")
+    s.set_defaults(func=_cmd_table)
+
     s = sub.add_parser("config", help="validate config.yaml and show each model's settings")
     s.add_argument("--config", default="config.yaml")
     s.add_argument("--model")
     s.set_defaults(func=_cmd_config)
 
-    s = sub.add_parser("pending", help=argparse.SUPPRESS)
-    s.add_argument("stage")
-    s.add_argument("--issue", required=True)
-    s.set_defaults(func=_cmd_pending)
     return p
 
 

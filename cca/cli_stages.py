@@ -106,21 +106,31 @@ class _Validator:
             self.live = False
             self.tmp = Path(tempfile.mkdtemp(prefix=".weights.", dir=Path(args.out).parent))
 
-    def push(self, wrapped) -> None:
-        """Make the backend generate with the model's current weights (vLLM: reload in place)."""
+    def push(self, write) -> None:
+        """Make the backend generate with the model's current weights (vLLM: ``write`` them as a
+        checkpoint directory, then reload it in place; Hugging Face: the live model already has them)."""
         if self.live:
             return
-        from .row_delta import merged
-
-        with merged(self.model, wrapped or {}):
-            self.model.save_pretrained(self.tmp)
+        write(self.tmp)
         self.backend.reload_weights(self.tmp)
 
-    def __call__(self, wrapped=None) -> dict:
+    def __call__(self, write=None) -> dict:
+        """Validation accuracy; ``write(dir)`` saves the weights to validate (default: the model as it is)."""
         from .update import val_accuracy
 
-        self.push(wrapped)
+        self.push(write or self.model.save_pretrained)
         return val_accuracy(self.backend, self.prompts, self.gold, self.templates, self.max_new_tokens)
+
+
+def merged_writer(model, wrapped):
+    """A ``write(dir)`` saving the model with its row deltas merged (the model is left unmerged)."""
+    from .row_delta import merged
+
+    def write(directory):
+        with merged(model, wrapped or {}):
+            model.save_pretrained(directory)
+
+    return write
 
     def close(self):
         if self.tmp is not None:
@@ -192,7 +202,7 @@ def cmd_update(args, settings: dict) -> None:
             plain = {}
 
             def evaluate(step, w=wrapped):
-                r = validator(w)
+                r = validator(merged_writer(model, w))
                 plain[step] = r["mean"]
                 return r["template_mean"]
 

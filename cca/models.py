@@ -89,9 +89,12 @@ def prepare_model(name: str, out_dir: str | Path, *, path: str | None = None, re
 
 
 def checkpoint_path(checkpoint_dir: str | Path) -> Path:
-    """The directory ``from_pretrained`` (or vLLM) should load for a prepared checkpoint."""
+    """The directory ``from_pretrained`` (or vLLM) should load for a prepared checkpoint, or for a plain
+    Hugging Face checkpoint directory (the merged model of an update)."""
     checkpoint_dir = Path(checkpoint_dir)
     meta = checkpoint_dir / MODEL_JSON
+    if not meta.is_file() and (checkpoint_dir / "config.json").is_file():
+        return checkpoint_dir
     if not meta.is_file():
         raise CCAError(f"{meta} is missing: prepare the model first "
                        f"(snakemake --cores 1 {checkpoint_dir})")

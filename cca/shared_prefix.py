@@ -126,16 +126,7 @@ def logit_difference_backward(model, prefixes: Sequence[Sequence[int]], desired:
     if shared_len is None:
         shared_len = common_prefix_length(prefixes)
     shared = prefix_cache(model, prefixes[0][:shared_len])
-    originals, leaves = [], []
-    if shared is not None:
-        for layer in shared.layers:
-            for attr in ("keys", "values"):
-                t = getattr(layer, attr)
-                if t.requires_grad:
-                    leaf = t.detach().requires_grad_(True)
-                    originals.append(t)
-                    leaves.append(leaf)
-                    setattr(layer, attr, leaf)
+    originals, leaves = _shared_leaves(shared)
     diffs = []
     for start in range(0, n, micro_batch):
         sl = slice(start, min(start + micro_batch, n))
@@ -146,7 +137,71 @@ def logit_difference_backward(model, prefixes: Sequence[Sequence[int]], desired:
         if loss.requires_grad:
             loss.backward()
         diffs.append(d.detach())
+    _push_through_shared(originals, leaves)
+    return torch.cat(diffs)
+
+
+def _shared_leaves(shared):
+    """Swap the shared cache's keys/values for detached leaves; returns (originals, leaves)."""
+    originals, leaves = [], []
+    if shared is not None:
+        for layer in shared.layers:
+            for attr in ("keys", "values"):
+                t = getattr(layer, attr)
+                if t.requires_grad:
+                    leaf = t.detach().requires_grad_(True)
+                    originals.append(t)
+                    leaves.append(leaf)
+                    setattr(layer, attr, leaf)
+    return originals, leaves
+
+
+def _push_through_shared(originals, leaves) -> None:
+    """Backward of the shared part once, with the gradients its detached leaves collected."""
     pairs = [(o, leaf.grad) for o, leaf in zip(originals, leaves) if leaf.grad is not None]
     if pairs:
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-    return torch.cat(diffs)
+
+
+def completion_nll_backward(model, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                            micro_batch: int = 8, pad_id: int = 0) -> torch.Tensor:
+    """Backward of loss = (sum of -log p(completion tokens)) / (number of completion tokens), the usual
+    supervised fine-tuning loss on the completion only, over all (prompt, completion) examples.
+
+    The prompts' common prefix is computed once (as in ``logit_difference_backward``), and the LM head
+    runs only at the positions that predict a completion token. Returns the per-example summed NLL
+    (detached). Exact: equal to one full-batch forward/backward (tests compare them).
+    """
+    n = len(prompts)
+    seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
+    shared_len = max(0, min(common_prefix_length(seqs), min(len(p) for p in prompts) - 1))
+    total = sum(len(c) for c in completions)
+    shared = prefix_cache(model, seqs[0][:shared_len])
+    originals, leaves = _shared_leaves(shared)
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    nll = []
+    for start in range(0, n, micro_batch):
+        sl = slice(start, min(start + micro_batch, n))
+        suffixes = [s[shared_len:] for s in seqs[sl]]
+        ids, _ = _right_padded(suffixes, pad_id)
+        hidden = decoder(model)(input_ids=ids, past_key_values=_expand(shared, len(suffixes)),
+                                use_cache=shared is not None).last_hidden_state
+        # position j of a suffix predicts its token j + 1; completion tokens sit at the end of each suffix
+        rows, cols, targets = [], [], []
+        for b, (s, c) in enumerate(zip(suffixes, completions[sl])):
+            first = len(s) - len(c)
+            rows += [b] * len(c)
+            cols += range(first - 1, len(s) - 1)
+            targets += list(c)
+        logits = head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        token_nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets), reduction="none")
+        loss = token_nll.sum() / total
+        if loss.requires_grad:
+            loss.backward()
+        per_example = torch.zeros(len(suffixes)).index_add_(0, torch.tensor(rows), token_nll.detach())
+        nll.append(per_example)
+    _push_through_shared(originals, leaves)
+    return torch.cat(nll)

@@ -78,11 +78,6 @@ def test_config_command_shows_settings():
     assert proc.returncode == 0 and "profile small" in proc.stdout
 
 
-def test_pending_stage_names_its_issue():
-    proc = cca("pending", "DCM mask training", "--issue", "issue #4")
-    assert proc.returncode == 2 and "issue #4" in proc.stderr
-
-
 @pytest.fixture(scope="module")
 def tiny_stage23(tmp_path_factory):
     """A tiny checkpoint and a hand-made Error-Localization dataset (shared prompt + own suffixes)."""

@@ -4,8 +4,8 @@ import torch
 
 from cca.components import GateSite, component_map, update_slices
 from cca.gating import NNsightGates, execution_order, hook_gates, scale_last_position
-from cca.shared_prefix import (common_prefix_length, decoder, last_position_hidden, last_position_logits,
-                               logit_difference_backward, pair_logit_difference, prefix_cache)
+from cca.shared_prefix import (common_prefix_length, completion_nll_backward, decoder, last_position_hidden,
+                               last_position_logits, logit_difference_backward, pair_logit_difference, prefix_cache)
 from cca.tiny import ARCHITECTURES, build_tiny_model
 
 
@@ -150,6 +150,30 @@ def test_shared_prompt_forward_equals_full_forwards(tiny):
     assert torch.allclose(lg, full, atol=1e-4)
     # two rows of the LM head (with Gemma-2's final soft-capping) give the same difference as full logits
     assert torch.allclose(pair, full[range(4), desired] - full[range(4), undesired], atol=1e-4)
+
+
+def test_shared_prompt_completion_loss_equals_a_full_batch(tiny):
+    """The LoRA baseline's loss (mean NLL of completion tokens) and its parameter gradients, computed with
+    the shared prompt once, equal plain full forwards over every (prompt, completion)."""
+    arch, model = tiny
+    shared = _ids(model, 280)
+    prompts = [shared + _ids(model, n, seed=n) for n in (2, 5, 1)]
+    completions = [_ids(model, n, seed=10 + n) for n in (4, 1, 6)]
+    total = sum(map(len, completions))
+    model.zero_grad()
+    ref = []
+    for p, c in zip(prompts, completions):
+        lg = model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1:-1].float()
+        ref.append(torch.nn.functional.cross_entropy(lg, torch.tensor(c), reduction="sum"))
+    (torch.stack(ref).sum() / total).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    nll = completion_nll_backward(model, prompts, completions, micro_batch=2)
+    assert torch.allclose(nll, torch.stack(ref).detach(), rtol=1e-4, atol=1e-4)
+    for n, p in model.named_parameters():
+        scale = grads[n].abs().max() + 1e-8
+        assert ((p.grad - grads[n]).abs().max() / scale) < 1e-3, n
+    model.zero_grad()
 
 
 def test_update_slices_rows_of_selected_heads_and_neurons():

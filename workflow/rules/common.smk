@@ -84,13 +84,3 @@ def methods(wildcards):
 
 def lambdas(wildcards):
     return [f"{lam:g}" for lam in settings(wildcards)["dcm"]["lambdas"]]
-
-
-# Stages whose issue of work is still open fail loudly through this command (no fake outputs).
-def pending(stage, issue):
-    return f"{CCA} pending {shlex.quote(stage)} --issue {shlex.quote(issue)}"
-
-
-ISSUE_STAGE1 = "issue #3 (Stage 1: vLLM trace generation and pivotal-token localization)"
-ISSUE_STAGE23 = "issue #4 (Stages 2 and 3: DCM masks and the targeted update)"
-ISSUE_EVAL = "issue #5 (evaluation, the LoRA baseline and table.csv)"

@@ -1,37 +1,199 @@
 # Evaluation, the LoRA baseline, and the results table.
+#
+# Every configuration of a seed has a folder: seed{S}/original, seed{S}/{method}/{variant}, seed{S}/lora.
+# Each gets math.parquet (+ math.json) and, for the seeds in general.seeds, general.parquet. An update
+# whose validation chose the base model reuses the original's evaluation (same weights, greedy).
+
+
+wildcard_constraints:
+    run=r"(prefix|branching)/(mask|nomask)|lora",
+
+
+def robustness_instances(wildcards):
+    names = settings(wildcards)["task_config"].get("robustness", {})
+    return {n: f"{RESULTS}/{wildcards.model}/instances/{n}.parquet" for n in names}
+
+
+def robustness_flag(wildcards, input):
+    pairs = [f"{n}={input[n]}" for n in robustness_instances(wildcards)]
+    return ("--robustness " + " ".join(pairs)) if pairs else ""
+
+
+def eval_settings(wildcards):
+    s = settings(wildcards)
+    picked = {"generation": s["generation"], "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")},
+              "splits": s["splits"], "task": s["task_config"]}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
+
+
+def general_settings(wildcards):
+    return shlex.quote(json.dumps({"general": settings(wildcards).get("general")}, sort_keys=True))
+
+
+MATH_SHELL = (
+    "{CCA} evaluate math --checkpoint {input.checkpoint} --instances {input.instances} --splits {input.splits}"
+    " {params.robustness} --settings {params.settings} --out {output.table} {params.reuse}"
+    " 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
+)
+
+
+rule evaluate_original_math:
+    input:
+        unpack(robustness_instances),
+        checkpoint=f"{RESULTS}/{{model}}/checkpoint",
+        instances=f"{RESULTS}/{{model}}/instances/main.parquet",
+        splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
+    output:
+        table=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.parquet",
+        summary=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.json",
+    params:
+        settings=eval_settings,
+        robustness=robustness_flag,
+        reuse="",
+    threads: workflow.cores
+    log:
+        log_path("math_original_seed{seed}"),
+    benchmark:
+        bench_path("math_original_seed{seed}")
+    conda:
+        ENV
+    shell:
+        MATH_SHELL
+
+
+rule evaluate_math:
+    input:
+        unpack(robustness_instances),
+        checkpoint=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/merged",
+        run_summary=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/update.json",
+        original=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.parquet",
+        instances=f"{RESULTS}/{{model}}/instances/main.parquet",
+        splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
+    output:
+        table=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/math.parquet",
+        summary=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/math.json",
+    params:
+        settings=eval_settings,
+        robustness=robustness_flag,
+        reuse=lambda w, input: f"--update {input.run_summary} --reuse {input.original}",
+    threads: workflow.cores
+    log:
+        log_path("math_{run}_seed{seed}"),
+    benchmark:
+        bench_path("math_{run}_seed{seed}")
+    conda:
+        ENV
+    shell:
+        MATH_SHELL
+
+
+rule evaluate_original_general:
+    input:
+        checkpoint=f"{RESULTS}/{{model}}/checkpoint",
+    output:
+        f"{RESULTS}/{{model}}/seed{{seed}}/original/general.parquet",
+    params:
+        settings=general_settings,
+    threads: workflow.cores
+    log:
+        log_path("general_original_seed{seed}"),
+    benchmark:
+        bench_path("general_original_seed{seed}")
+    conda:
+        ENV
+    shell:
+        "{CCA} evaluate general --checkpoint {input.checkpoint} --settings {params.settings} --out {output}"
+        " 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
+
+
+rule evaluate_general:
+    input:
+        checkpoint=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/merged",
+        run_summary=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/update.json",
+        original=f"{RESULTS}/{{model}}/seed{{seed}}/original/general.parquet",
+    output:
+        f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/general.parquet",
+    params:
+        settings=general_settings,
+    threads: workflow.cores
+    log:
+        log_path("general_{run}_seed{seed}"),
+    benchmark:
+        bench_path("general_{run}_seed{seed}")
+    conda:
+        ENV
+    shell:
+        "{CCA} evaluate general --checkpoint {input.checkpoint} --settings {params.settings} --out {output}"
+        " --update {input.run_summary} --reuse {input.original} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 
 
 rule lora_baseline:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
+        instances=f"{RESULTS}/{{model}}/instances/main.parquet",
         splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
         accuracy=f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
+        greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
     output:
-        f"{RESULTS}/{{model}}/seed{{seed}}/lora/update.json",
+        summary=f"{RESULTS}/{{model}}/seed{{seed}}/lora/update.json",
+        curve=f"{RESULTS}/{{model}}/seed{{seed}}/lora/curve.parquet",
+        figure=f"{RESULTS}/{{model}}/seed{{seed}}/lora/curve.png",
+        adapter=directory(f"{RESULTS}/{{model}}/seed{{seed}}/lora/adapter"),
+        merged=directory(f"{RESULTS}/{{model}}/seed{{seed}}/lora/merged"),
+    params:
+        settings=stage_settings("lora", "update", "generation", "task"),
+    threads: workflow.cores
+    log:
+        log_path("lora_seed{seed}"),
+    benchmark:
+        bench_path("lora_seed{seed}")
     conda:
         ENV
     shell:
-        pending("LoRA baseline", ISSUE_EVAL)
+        "{CCA} lora --checkpoint {input.checkpoint} --instances {input.instances} --splits {input.splits}"
+        " --accuracy {input.accuracy} --greedy {input.greedy} --seed {wildcards.seed}"
+        " --settings {params.settings} --out {output.summary} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
+
+
+def runs(wildcards):
+    return ["original"] + [f"{m}/{v}" for m in methods(wildcards) for v in ("mask", "nomask")] + ["lora"]
 
 
 def table_inputs(wildcards):
     m = wildcards.model
-    out = [f"{RESULTS}/{m}/traces/base_accuracy.parquet"]
+    s = settings(wildcards)
+    out = []
     for seed in seeds(wildcards):
-        out.append(f"{RESULTS}/{m}/seed{seed}/lora/update.json")
-        for method in methods(wildcards):
-            out += [f"{RESULTS}/{m}/seed{seed}/{method}/{variant}/update.json" for variant in ("mask", "nomask")]
-    robustness = settings(wildcards)["task_config"].get("robustness", {})
-    out += [f"{RESULTS}/{m}/instances/{name}.parquet" for name in robustness]
+        for run in runs(wildcards):
+            out.append(f"{RESULTS}/{m}/seed{seed}/{run}/math.json")
+            if run != "original":
+                out.append(f"{RESULTS}/{m}/seed{seed}/{run}/update.json")
+    g = s.get("general")
+    if g:
+        for seed in [x for x in g.get("seeds", s["seeds"][:1]) if x in s["seeds"]]:
+            out += [f"{RESULTS}/{m}/seed{seed}/{run}/general.parquet" for run in runs(wildcards)]
     return out
+
+
+def table_settings(wildcards):
+    s = settings(wildcards)
+    picked = {k: s.get(k) for k in ("profile", "task", "seeds", "localization", "general")}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
 rule table:
     input:
         table_inputs,
     output:
-        f"{RESULTS}/{{model}}/table.csv",
+        table=f"{RESULTS}/{{model}}/table.csv",
+        report=f"{RESULTS}/{{model}}/report.md",
+    params:
+        settings=table_settings,
+        results=lambda w: f"{RESULTS}/{w.model}",
+    log:
+        log_path("table"),
     conda:
         ENV
     shell:
-        pending("evaluation and table.csv", ISSUE_EVAL)
+        "{CCA} table --results {params.results} --model {wildcards.model} --settings {params.settings}"
+        " --out {output.table} --report {output.report} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"

@@ -1,0 +1,102 @@
+"""results/<model>/report.md: the table rendered, the figures, and the paper's numbers beside ours."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+# Table 1 of the paper (GSM-Symbolic test, mean per template): original -> CCA (Branching, w/ mask).
+PAPER_TABLE1 = {
+    "gemma-2-2b": {"original": 0.411, "cca": 0.525, "percent_components": 1.59},
+    "gemma-2-9b": {"original": 0.807, "cca": 0.881, "percent_components": 0.17},
+    "olmo-2-7b": {"original": 0.739, "cca": 0.794, "percent_components": None},
+    "olmo-2-13b": {"original": 0.742, "cca": 0.786, "percent_components": None},
+}
+
+LABELS = {"original": "original", "cca-prefix-mask": "CCA prefix, w/ mask", "cca-prefix-nomask": "CCA prefix, w/o mask",
+          "cca-branching-mask": "CCA branching, w/ mask", "cca-branching-nomask": "CCA branching, w/o mask",
+          "lora": "LoRA"}
+
+
+def _fmt(x, digits=3):
+    return "" if pd.isna(x) else f"{x:.{digits}f}"
+
+
+def _math_rows(table: pd.DataFrame, sets: list[str]) -> list[str]:
+    head = ["configuration", "seeds", "kept an update", "dataset size", "% components"]
+    for s in sets:
+        head += [f"{s} (mean +- std)", f"{s} delta (points)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.itertuples():
+        d = r._asdict()
+        cells = [LABELS.get(r.configuration, r.configuration), str(r.seeds),
+                 "-" if r.configuration == "original" else f"{r.updated_seeds} of {r.seeds}",
+                 f"{r.dataset_size:.0f}", f"{r.percent_components:.2f}"]
+        for s in sets:
+            cells += [f"{_fmt(d[f'{s}_mean'])} +- {_fmt(d[f'{s}_std'])}", f"{d[f'{s}_delta']:+.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _general_rows(table: pd.DataFrame, benches: list[str]) -> list[str]:
+    head = ["configuration"] + benches
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.to_dict("records"):
+        cells = [LABELS.get(r["configuration"], r["configuration"])]
+        for b in benches:
+            if r["configuration"] == "original":
+                cells.append(f"{r[b]:.1f}")
+            else:
+                flag = " **" + ("gain" if r[f"{b}_delta_lo"] > 0 else "regression") + "**" \
+                    if (r[f"{b}_delta_lo"] > 0 or r[f"{b}_delta_hi"] < 0) else ""
+                cells.append(f"{r[b]:.1f} ({r[f'{b}_delta']:+.1f} [{r[f'{b}_delta_lo']:+.1f}, "
+                             f"{r[f'{b}_delta_hi']:+.1f}]){flag}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, general_seeds: list[int]) -> str:
+    sets = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
+    out = [f"# CCA results: {model}", "",
+           f"Profile `{settings['profile']}`, task `{settings['task']}`, seeds {settings['seeds']}. "
+           "Accuracy is greedy exact match, mean of per-template accuracies; deltas are in points against the "
+           "original model on the same seeds' test splits. \"kept an update\" counts the seeds whose validation "
+           "preferred an updated model to the base one (otherwise the configuration *is* the original model).", "",
+           "## GSM accuracy (the paper's Table 1)", ""]
+    out += _math_rows(table, sets)
+    benches = [c for c in table.columns if f"{c}_delta_lo" in table.columns]
+    if benches:
+        out += ["", "## General abilities (the paper's Table 2)", "",
+                f"Scores x100 on the configured subsample (seeds {general_seeds}); in brackets the difference to "
+                "the original in points with its paired bootstrap 95% interval. A difference is called a gain or "
+                "a regression only when the interval excludes zero.", ""]
+        out += _general_rows(table, benches)
+    paper = PAPER_TABLE1.get(model)
+    out += ["", "## The paper's numbers for this model", ""]
+    if paper:
+        pct = f", {paper['percent_components']}% of components" if paper["percent_components"] else ""
+        out.append(f"Table 1 (CCA, branching, w/ mask): {paper['original']:.3f} -> {paper['cca']:.3f}{pct}. "
+                   f"Here: {_fmt(_value(table, 'original', 'test_mean'))} -> "
+                   f"{_fmt(_value(table, 'cca-branching-mask', 'test_mean'))}.")
+    else:
+        out.append("The paper did not run this model.")
+    figures = []
+    for seed in settings["seeds"]:
+        for method in settings["localization"]["methods"]:
+            for png in sorted((root / f"seed{seed}" / method / "masks").glob("*.png")):
+                figures.append(f"![{png.stem}]({png.relative_to(root).as_posix()})")
+            for variant in ("mask", "nomask"):
+                p = root / f"seed{seed}" / method / variant / "curve.png"
+                if p.exists():
+                    figures.append(f"![validation {method} {variant} seed {seed}]({p.relative_to(root).as_posix()})")
+        p = root / f"seed{seed}" / "lora" / "curve.png"
+        if p.exists():
+            figures.append(f"![validation LoRA seed {seed}]({p.relative_to(root).as_posix()})")
+    if figures:
+        out += ["", "## Masks and validation curves", ""] + figures
+    return "\n".join(out) + "\n"
+
+
+def _value(table: pd.DataFrame, conf: str, col: str):
+    row = table[table["configuration"] == conf]
+    return float(row[col].iloc[0]) if len(row) and col in row else float("nan")

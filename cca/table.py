@@ -1,0 +1,94 @@
+"""results/<model>/table.csv: the paper's Tables 1, 2 and 7 in one table, from the run records.
+
+Pure functions over small records; the rule layer (cca.cli_eval) reads the artifacts.
+
+One row per configuration: the original model, CCA {prefix, branching} x {w/ mask, w/o mask}, LoRA.
+Accuracies are means over seeds of the mean per-template greedy exact match (the paper's metric);
+``*_std`` is the standard deviation over seeds (0 with one seed; the ``seeds`` column says how many).
+Deltas are in points (x100) against the original model on the same seed's test split.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import paired_bootstrap
+
+CONFIGURATIONS = ("original", "cca-prefix-mask", "cca-prefix-nomask", "cca-branching-mask", "cca-branching-nomask",
+                  "lora")
+
+
+def run_record(configuration: str, seed: int, math: dict, update: dict | None, dataset_size: int,
+               percent_components: float) -> dict:
+    """One (configuration, seed): its math summary (``{set: {template_mean, ...}}``) and sizes."""
+    rec = {"configuration": configuration, "seed": seed, "dataset_size": dataset_size,
+           "percent_components": percent_components,
+           "chosen": (update or {}).get("chosen", "base"), "best": (update or {}).get("best", {}).get("config", "")}
+    for name, acc in math["sets"].items():
+        rec[name] = acc["template_mean"]
+        rec[f"{name}_plain"] = acc["mean"]
+    return rec
+
+
+def math_table(records: list[dict]) -> pd.DataFrame:
+    """Aggregate per-seed records into one row per configuration (means, stds over seeds, deltas)."""
+    df = pd.DataFrame(records)
+    sets = [c for c in df.columns if c not in ("configuration", "seed", "dataset_size", "percent_components",
+                                                 "chosen", "best") and not c.endswith("_plain")]
+    orig = df[df["configuration"] == "original"].set_index("seed")
+    rows = []
+    order = [c for c in CONFIGURATIONS if c in set(df["configuration"])] + \
+        sorted(set(df["configuration"]) - set(CONFIGURATIONS))
+    for conf in order:
+        g = df[df["configuration"] == conf].sort_values("seed")
+        row = {"configuration": conf, "seeds": len(g), "dataset_size": float(g["dataset_size"].mean()),
+               "percent_components": float(g["percent_components"].mean()),
+               "updated_seeds": int((g["chosen"] == "updated").sum()) if conf != "original" else 0}
+        for name in sets:
+            vals = g[name].to_numpy(dtype=float)
+            row[f"{name}_mean"] = float(vals.mean())
+            row[f"{name}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            base = orig.loc[g["seed"], name].to_numpy(dtype=float)
+            row[f"{name}_delta"] = float(100.0 * (vals - base).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def general_columns(scores: dict[str, pd.DataFrame], iters: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per configuration and benchmark: score (x100), the difference to the original in points and its
+    paired bootstrap 95% interval, and whether the interval excludes zero.
+
+    ``scores[configuration]``: per-question rows with columns benchmark, item, score; every configuration
+    must have been scored on the same questions (the same subsample), or the pairing is refused.
+    """
+    from .errors import CCAError
+
+    if "original" not in scores:
+        raise CCAError("general evaluation: the original model's scores are missing")
+    orig = scores["original"]
+    rows = []
+    for conf, df in scores.items():
+        row = {"configuration": conf}
+        for bench, g in df.groupby("benchmark", sort=False):
+            o = orig[orig["benchmark"] == bench].set_index("item")["score"]
+            s = g.set_index("item")["score"]
+            if set(s.index) != set(o.index):
+                raise CCAError(f"general evaluation of {conf} on {bench} scored other questions than the "
+                               "original's: re-run both with the same general.questions")
+            row[bench] = 100.0 * float(s.mean())
+            if conf != "original":
+                ci = paired_bootstrap(o.loc[s.index].to_numpy(), s.to_numpy(), iters=iters, seed=seed)
+                row[f"{bench}_delta"] = 100.0 * ci["diff"]
+                row[f"{bench}_delta_lo"] = 100.0 * ci["lo"]
+                row[f"{bench}_delta_hi"] = 100.0 * ci["hi"]
+            else:
+                row[f"{bench}_delta"] = row[f"{bench}_delta_lo"] = row[f"{bench}_delta_hi"] = 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def results_table(records: list[dict], general: pd.DataFrame | None = None) -> pd.DataFrame:
+    table = math_table(records)
+    if general is not None and len(general):
+        table = table.merge(general, on="configuration", how="left")
+    return table.replace({np.inf: np.nan, -np.inf: np.nan})

@@ -1,0 +1,167 @@
+"""Evaluation metrics, the paired bootstrap, the results table, general-ability tasks and LoRA, on tiny inputs."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cca.config import ROOT
+from cca.errors import CCAError
+from cca.evaluation import math_summary, paired_bootstrap, set_accuracy, evaluation_instances
+from cca.table import general_columns, math_table, results_table, run_record
+
+
+def test_test_instances_use_the_split_or_the_first_per_template():
+    inst = pd.DataFrame({"instance_id": [f"t{t}#{i}" for t in range(2) for i in range(4)],
+                         "template_id": [f"t{t}" for t in range(2) for _ in range(4)]})
+    split = pd.DataFrame({"instance_id": inst["instance_id"], "split": ["train", "test", "val", "test"] * 2})
+    assert list(evaluation_instances(inst, split, 99)["instance_id"]) == ["t0#1", "t0#3", "t1#1", "t1#3"]
+    assert list(evaluation_instances(inst, None, 2)["instance_id"]) == ["t0#0", "t0#1", "t1#0", "t1#1"]
+
+
+def test_set_accuracy_is_the_mean_of_template_means():
+    rows = pd.DataFrame({"template_id": ["a", "a", "a", "a", "b"], "correct": [1, 0, 0, 0, 1],
+                         "error": [None] * 4 + ["boom"]})
+    acc = set_accuracy(rows)
+    assert acc == {"template_mean": 0.25, "mean": 0.25, "n": 4, "errors": 1}
+    rows["error"] = None
+    assert set_accuracy(rows)["template_mean"] == pytest.approx((0.25 + 1.0) / 2)
+    assert math_summary(rows.assign(set="test"))["test"]["n"] == 5
+
+
+def test_paired_bootstrap_interval_and_significance():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2, 400).astype(float)
+    same = paired_bootstrap(a, a.copy(), iters=2000)
+    assert same["diff"] == 0 and same["lo"] == 0 and same["hi"] == 0 and not same["significant"]
+    b = a.copy()
+    b[a == 0] = rng.integers(0, 2, int((a == 0).sum()))   # b only ever fixes a's mistakes
+    up = paired_bootstrap(a, b, iters=2000)
+    assert up["diff"] == pytest.approx(b.mean() - a.mean()) and up["lo"] > 0 and up["significant"]
+    noise = paired_bootstrap(a, rng.permutation(a), iters=2000)
+    assert noise["lo"] < noise["diff"] < noise["hi"]
+    with pytest.raises(CCAError, match="equal-length"):
+        paired_bootstrap([1, 0], [1])
+
+
+def test_grouped_bootstrap_point_is_the_template_mean_difference():
+    groups = ["a"] * 4 + ["b"] * 2
+    a = np.array([0, 0, 0, 0, 1, 1.0])
+    b = np.array([1, 0, 0, 0, 1, 1.0])
+    r = paired_bootstrap(a, b, iters=500, groups=groups)
+    assert r["diff"] == pytest.approx(((0.25 - 0) + (1 - 1)) / 2)
+
+
+def _math(test, p1=None):
+    sets = {"test": {"template_mean": test, "mean": test, "n": 10}}
+    if p1 is not None:
+        sets["p1"] = {"template_mean": p1, "mean": p1, "n": 10}
+    return {"sets": sets}
+
+
+def test_math_table_means_stds_and_deltas_over_seeds():
+    recs = [run_record("original", 0, _math(0.4, 0.2), None, 0, 0.0),
+            run_record("original", 1, _math(0.5, 0.3), None, 0, 0.0),
+            run_record("cca-branching-mask", 0, _math(0.5, 0.2), {"chosen": "updated"}, 30, 1.5),
+            run_record("cca-branching-mask", 1, _math(0.5, 0.3), {"chosen": "base"}, 32, 1.5)]
+    t = math_table(recs).set_index("configuration")
+    assert list(t.index) == ["original", "cca-branching-mask"]
+    cca = t.loc["cca-branching-mask"]
+    assert cca["test_mean"] == pytest.approx(0.5) and cca["test_std"] == pytest.approx(0.0)
+    assert cca["test_delta"] == pytest.approx(100 * ((0.5 - 0.4) + (0.5 - 0.5)) / 2)
+    assert cca["p1_delta"] == pytest.approx(0.0) and cca["dataset_size"] == 31 and cca["updated_seeds"] == 1
+    assert t.loc["original", "test_std"] == pytest.approx(np.std([0.4, 0.5], ddof=1))
+
+
+def test_general_columns_pair_questions_and_refuse_other_questions():
+    orig = pd.DataFrame({"benchmark": ["arc"] * 40, "item": [f"q{i}" for i in range(40)],
+                         "score": [0.0] * 20 + [1.0] * 20})
+    better = orig.assign(score=1.0)
+    g = general_columns({"original": orig, "lora": better}, iters=500).set_index("configuration")
+    assert g.loc["original", "arc"] == 50 and g.loc["lora", "arc"] == 100
+    assert g.loc["lora", "arc_delta"] == pytest.approx(50) and g.loc["lora", "arc_delta_lo"] > 0
+    with pytest.raises(CCAError, match="other questions"):
+        general_columns({"original": orig, "lora": better.assign(item=[f"q{i}" for i in range(39)] + ["other"])})
+    table = results_table([run_record("original", 0, _math(0.4), None, 0, 0.0),
+                           run_record("lora", 0, _math(0.45), {"chosen": "updated"}, 12, 1.4)], g.reset_index())
+    assert table.notna().all().all()
+
+
+def test_general_task_configs_read_the_vendored_data():
+    from cca.general import BENCHMARKS, normalize_answer, task_configs
+
+    configs = task_configs(ROOT / "resources", {"mmlu_stem": 2, "mmlu_humanities": 1, "arc_challenge": 5,
+                                                "truthfulqa_mc1": 3, "truthfulqa_mc2": 3, "triviaqa": 4})
+    assert set(configs) == set(BENCHMARKS)
+    assert len(configs["mmlu_stem"]) == 19 and len(configs["mmlu_humanities"]) == 13
+    ds = configs["mmlu_stem"][0]["custom_dataset"]()
+    assert len(ds["test"]) == 2 and len(ds["dev"]) == 5 and ds["test"][0]["answer"] in range(4)
+    tqa = configs["truthfulqa_mc2"][0]["custom_dataset"]()["validation"]
+    assert len(tqa) == 3 and sum(tqa[0]["mc2_labels"]) >= 1
+    trivia = configs["triviaqa"][0]["custom_dataset"]()
+    assert not set(trivia["test"]["item"]) & set(trivia["train"]["item"])   # few-shot pool is disjoint
+    again = task_configs(ROOT / "resources", {"arc_challenge": 5})["arc_challenge"][0]["custom_dataset"]()
+    assert again["test"]["item"] == configs["arc_challenge"][0]["custom_dataset"]()["test"]["item"]
+    assert normalize_answer("The  Beatles!") == "beatles"
+    with pytest.raises(CCAError, match="unknown benchmarks"):
+        task_configs(ROOT / "resources", {"hellaswag": 3})
+
+
+def test_truthfulqa_mc2_is_the_normalised_mass_of_true_answers():
+    from cca.general import _mc2
+
+    ll = np.log([0.1, 0.1, 0.3])   # unnormalised: the masses are renormalised over the choices
+    assert _mc2({"mc2_labels": [1, 1, 0]}, [(x, False) for x in ll])["acc"] == pytest.approx(0.4)
+
+
+def test_general_evaluate_scores_every_question_on_a_tiny_model():
+    from cca.general import evaluate, task_configs
+    from cca.tiny import build_tiny_model
+
+    model, tok = build_tiny_model("llama", seed=0)
+    configs = task_configs(ROOT / "resources", {"mmlu_humanities": 1, "arc_challenge": 3, "truthfulqa_mc1": 2,
+                                                "truthfulqa_mc2": 2, "triviaqa": 2})
+    df = evaluate(model, tok, configs, batch_size=4)
+    assert df.groupby("benchmark").size().to_dict() == {"mmlu_humanities": 13, "arc_challenge": 3,
+                                                        "truthfulqa_mc1": 2, "truthfulqa_mc2": 2, "triviaqa": 2}
+    assert df["score"].between(0, 1).all()
+    assert df.groupby("benchmark")["item"].nunique().sum() == len(df)
+
+
+def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
+    from cca.lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
+    from cca.tiny import build_tiny_model
+
+    model, tok = build_tiny_model("llama", seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = LoRASettings(r=4, alpha=8, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"], epochs=2, batch_size=2,
+                     warmup_steps=1)
+    torch.manual_seed(0)
+    pm = add_lora(model, s)
+    trainable, total = trainable_parameters(pm)
+    assert 0 < trainable < total
+    prompts = [tok("Q: one\nA:")["input_ids"], tok("Q: two\nA:")["input_ids"], tok("Q: three\nA:")["input_ids"]]
+    completions = [tok(solution_completion(f"{w} is {i}.\n#### {i}"), add_special_tokens=False)["input_ids"]
+                   for i, w in enumerate(["x", "y", "z"])]
+    assert tok.decode(completions[1]).strip().endswith("The final answer is 1.")
+    vals = iter([0.1, 0.3])
+    rows, epoch, state = train_lora(pm, prompts, completions, s, 5e-3, lambda e: next(vals), seed=0)
+    assert epoch == 2 and state and all("lora_" in k for k in state)
+    assert [r["val_accuracy"] for r in rows if r["val_accuracy"] is not None] == [0.1, 0.3]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    ids = torch.tensor([prompts[0]])
+    with torch.no_grad():
+        adapted = pm(input_ids=ids).logits
+        plain = pm.merge_and_unload()
+        merged_logits = plain(input_ids=ids).logits
+    assert torch.allclose(adapted, merged_logits, atol=1e-5)
+    changed = [k for k, v in plain.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all(any(t in k for t in ("q_proj", "v_proj", "up_proj")) for k in changed)
+
+
+def test_lora_refuses_unknown_target_modules():
+    from cca.lora import LoRASettings, add_lora
+    from cca.tiny import build_tiny_model
+
+    model, _ = build_tiny_model("llama", seed=0)
+    with pytest.raises(CCAError, match="lora.targets"):
+        add_lora(model, LoRASettings(targets=["query_key_value"]))

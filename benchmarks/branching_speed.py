@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--dtype", default="float32", help="vLLM dtype (float32 matches the HF reference numerics)")
     ap.add_argument("--skip-reference", action="store_true",
                     help="only (b) and (c), compared with each other: for more pairs than (a) can afford")
-    ap.add_argument("--out", default="benchmarks/results/branching_speed.json")
+    ap.add_argument("--out", default="benchmarks/results/branching_speed_4pairs.json")
     args = ap.parse_args()
 
     from cca.error_localization import localize, pairs_table

@@ -121,6 +121,10 @@ class _Validator:
         self.push(write or self.model.save_pretrained)
         return val_accuracy(self.backend, self.prompts, self.gold, self.templates, self.max_new_tokens)
 
+    def close(self):
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
 
 def merged_writer(model, wrapped):
     """A ``write(dir)`` saving the model with its row deltas merged (the model is left unmerged)."""
@@ -131,10 +135,6 @@ def merged_writer(model, wrapped):
             model.save_pretrained(directory)
 
     return write
-
-    def close(self):
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def cmd_update(args, settings: dict) -> None:

@@ -134,3 +134,29 @@ def test_update_refuses_an_empty_mask(tiny_stage23, tmp_path):
                "--settings", json.dumps(settings), "--out", out)
     assert proc.returncode == 2 and "selects no component" in proc.stderr and "dcm.lambdas" in proc.stderr
     assert not list(out.parent.iterdir())
+
+
+def test_general_evaluation_names_missing_data(tiny_stage23, tmp_path):
+    settings = {"general": {"questions": {"arc_challenge": 2}, "data_dir": str(tmp_path / "nowhere")}}
+    out = tmp_path / "general.parquet"
+    proc = cca("evaluate", "general", "--checkpoint", tiny_stage23 / "ckpt", "--settings", json.dumps(settings),
+               "--out", out)
+    assert proc.returncode == 2 and "arc_challenge.jsonl" in proc.stderr and "general.data_dir" in proc.stderr
+    assert not out.exists()
+
+
+def test_lora_without_eligible_templates_says_which_setting(tiny_stage23, instances, tmp_path):
+    inst = pd.read_parquet(instances)
+    split = inst.assign(split="train")
+    acc = pd.DataFrame({"template_id": inst.template_id.unique(), "train_eligible": False})
+    split.to_parquet(tmp_path / "split.parquet")
+    acc.to_parquet(tmp_path / "acc.parquet")
+    settings = {"lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"], "lrs": [1e-3], "epochs": 1,
+                         "batch_size": 2, "warmup_steps": 0}}
+    out = tmp_path / "lora" / "update.json"
+    out.parent.mkdir()
+    proc = cca("lora", "--checkpoint", tiny_stage23 / "ckpt", "--instances", instances, "--splits",
+               tmp_path / "split.parquet", "--accuracy", tmp_path / "acc.parquet", "--greedy", "x",
+               "--settings", json.dumps(settings), "--out", out)
+    assert proc.returncode == 2 and "template_filter.max_base_accuracy" in proc.stderr
+    assert not list(out.parent.iterdir())

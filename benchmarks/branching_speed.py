@@ -4,7 +4,7 @@
     k = 1, 2, ... until the first flip;
 (b) exact scan on vLLM: all pairs' candidate prefixes batched per round (prefix cache shares their KV),
     prefixes on a known greedy path skipped; same first flip by construction;
-(c) bisect on vLLM: O(log m) completions, finds *a* flip.
+(c) bisect on vLLM: O(log m) completions, finds *a* flip (``--bisect-points``: prefixes per round).
 
 All three read the same stored (greedy, opposite) pairs and cut each branch at the same total length
 (max_new_tokens), so their pivots are comparable; (a) and (b) should agree exactly up to numerical
@@ -12,7 +12,7 @@ ties between the two engines (reported).
 
     python benchmarks/branching_speed.py --model-dir results/gemma-3-270m --seed 0 --pairs 4
     python benchmarks/branching_speed.py --model-dir results/gemma-3-270m --seed 0 --pairs 32 --skip-reference \
-        --out benchmarks/results/branching_speed_32pairs.json
+        --bisect-points 1 3 7 --out benchmarks/results/branching_speed_32pairs.json
 """
 from __future__ import annotations
 
@@ -71,6 +71,8 @@ def main():
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--dtype", default="float32", help="vLLM dtype (float32 matches the HF reference numerics)")
+    ap.add_argument("--bisect-points", type=int, nargs="+", default=[1],
+                    help="(c) once per value: prefixes completed together per bisection round")
     ap.add_argument("--skip-reference", action="store_true",
                     help="only (b) and (c), compared with each other: for more pairs than (a) can afford")
     ap.add_argument("--out", default="benchmarks/results/branching_speed_4pairs.json")
@@ -103,11 +105,14 @@ def main():
 
     backend = Counting(open_backend(d / "checkpoint", backend="vllm", dtype=args.dtype,
                                     max_model_len=4096, seed=0))
-    for name, search in (("b_exact_scan_vllm", "scan"), ("c_bisect_vllm", "bisect")):
+    runs = [("b_exact_scan_vllm", "scan", 1)] + [
+        ("c_bisect_vllm" if p == 1 else f"c_bisect{p}_vllm", "bisect", p) for p in args.bisect_points]
+    for name, search, points in runs:
         backend.calls = backend.tokens = 0
         backend.backend.llm.reset_prefix_cache()   # no method starts with another's cached prefixes
         t = time.perf_counter()
-        df = localize(pairs, "branching", backend.tokenizer, backend, args.max_new_tokens, search=search)
+        df = localize(pairs, "branching", backend.tokenizer, backend, args.max_new_tokens, search=search,
+                      bisect_points=points)
         wall = time.perf_counter() - t
         pivots[name] = {r.instance_id: (None if r.status != "ok" else int(r.pivot_position))
                         for r in df.itertuples()}
@@ -117,14 +122,16 @@ def main():
     ids = list(pairs["instance_id"])
     m = results["methods"]
     against = "b_exact_scan_vllm" if args.skip_reference else "a_reference_hf"
-    for name in ("b_exact_scan_vllm", "c_bisect_vllm"):
+    for name, _, _ in runs:
         if name == against:
             continue
         agree = sum(pivots[name][i] == pivots[against][i] for i in ids)
         m[name][f"pivot_agreement_with_{against}"] = f"{agree}/{len(ids)}"
         m[name][f"speedup_vs_{against}"] = m[against]["wall_s"] / m[name]["wall_s"]
     if not args.skip_reference:
-        m["c_bisect_vllm"]["speedup_vs_b_exact_scan_vllm"] = m["b_exact_scan_vllm"]["wall_s"] / m["c_bisect_vllm"]["wall_s"]
+        for name, search, _ in runs:
+            if search == "bisect":
+                m[name]["speedup_vs_b_exact_scan_vllm"] = m["b_exact_scan_vllm"]["wall_s"] / m[name]["wall_s"]
     results["pivots"] = {i: {k: pivots[k][i] for k in pivots} for i in ids}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

@@ -25,13 +25,13 @@ def pairs_table(greedy: pd.DataFrame, opposite: pd.DataFrame) -> pd.DataFrame:
 
 
 def localize(pairs: pd.DataFrame, method: str, tokenizer, backend: Backend | None = None,
-             max_new_tokens: int = 512, search: str = "scan", batch: int = 8) -> pd.DataFrame:
+             max_new_tokens: int = 512, search: str = "scan", batch: int = 8, bisect_points: int = 1) -> pd.DataFrame:
     """Error-Localization rows for every pair with ``method`` ('prefix' or 'branching')."""
     if method == "prefix":
         pivots = {r.instance_id: prefix_pivot(tuple(r.completion_ids), tuple(r.opposite_ids), r.greedy_correct)
                   for r in pairs.itertuples()}
     elif method == "branching":
-        pivots = branching_pivots(pairs, backend, max_new_tokens, search, batch)
+        pivots = branching_pivots(pairs, backend, max_new_tokens, search, batch, bisect_points)
     else:
         raise ValueError(f"unknown localization method '{method}': use prefix or branching")
     rows = []
@@ -56,7 +56,7 @@ def localize(pairs: pd.DataFrame, method: str, tokenizer, backend: Backend | Non
 
 
 def branching_pivots(pairs: pd.DataFrame, backend: Backend, max_new_tokens: int, search: str = "scan",
-                     batch: int = 8) -> dict:
+                     batch: int = 8, bisect_points: int = 1) -> dict:
     """Run every pair's branching search together; each round is one engine call over all pairs."""
     by_id = {r.instance_id: r for r in pairs.itertuples()}
     if not by_id:
@@ -64,7 +64,7 @@ def branching_pivots(pairs: pd.DataFrame, backend: Backend, max_new_tokens: int,
     make = {"scan": lambda r: branching_scan(tuple(r.completion_ids), r.greedy_correct, tuple(r.opposite_ids),
                                              batch=batch),
             "bisect": lambda r: branching_bisect(tuple(r.completion_ids), r.greedy_correct,
-                                                 tuple(r.opposite_ids))}[search]
+                                                 tuple(r.opposite_ids), points=bisect_points)}[search]
     tok = backend.tokenizer
 
     def complete_many(requests):

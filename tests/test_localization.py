@@ -1,4 +1,5 @@
 """Localization on a toy deterministic 'model' where the answer is known by brute force."""
+import math
 import random
 
 import pytest
@@ -93,11 +94,13 @@ def test_scan_finds_the_first_flip_with_fewer_completions(seed):
     assert all(k > d for ks in calls for k in ks)  # prefixes on the greedy path are never completed
 
 
+@pytest.mark.parametrize("points", [1, 3])
 @pytest.mark.parametrize("seed", range(60))
-def test_bisect_finds_a_flip(seed):
+def test_bisect_finds_a_flip(seed, points):
     prompt, greedy, gc, y = make_pair(seed)
     run = completer(prompt, y)
-    pivot = run_search(branching_bisect(greedy, gc, y), run)
+    rounds = []
+    pivot = run_search(branching_bisect(greedy, gc, y, points=points), lambda ks: rounds.append(ks) or run(ks))
     if pivot is None:
         return
     k = pivot.position + 1
@@ -105,7 +108,10 @@ def test_bisect_finds_a_flip(seed):
     after = complete(prompt + y[:k], BUDGET - k) if k < len(y) else ()
     assert correct(prompt, y[:k - 1] + before) == gc
     assert correct(prompt, y[:k] + after) != gc
-    assert pivot.completions <= len(y).bit_length() + 1
+    assert all(len(r) <= points for r in rounds)
+    # rounds: ceil(log_(points+1)(m)) or fewer
+    assert len(rounds) <= math.ceil(math.log(len(y) + 1, points + 1)) + 1
+    assert pivot.completions <= points * (len(rounds))
 
 
 def test_drive_searches_batches_pairs_and_matches_single_runs():

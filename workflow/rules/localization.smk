@@ -1,6 +1,16 @@
 # Stage 1b: pivotal-token localization into Error-Localization datasets (prefix and branching methods).
 
 
+def localization_settings(wildcards):
+    """Generation and localization settings; bisect_points only when the search is bisect (it changes
+    nothing otherwise, so adding it must not re-run the exact scan)."""
+    s = settings(wildcards)
+    loc = dict(s["localization"])
+    if loc.get("branching_search", "scan") != "bisect":
+        loc.pop("bisect_points", None)
+    return shlex.quote(json.dumps({"generation": s["generation"], "localization": loc}, sort_keys=True))
+
+
 rule error_localization:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
@@ -10,7 +20,7 @@ rule error_localization:
         dataset=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.summary.json",
     params:
-        settings=stage_settings("generation", "localization"),
+        settings=localization_settings,
     threads: workflow.cores  # one model at a time: the engine uses every core
     log:
         log_path("error_localization_{method}_seed{seed}"),

@@ -154,6 +154,21 @@ def test_changing_one_lambda_reruns_only_its_mask_and_the_update(workdir, tmp_pa
     assert counts == {"dcm_mask": 1, "targeted_update": 1, "total": 2}
 
 
+def test_bisect_points_do_not_touch_the_exact_scan(workdir, tmp_path):
+    """A bisect-only option changes nothing for the exact scan: its datasets stay up to date."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["localization"]["bisect_points"] = 3
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    targets = [f"results/tiny-gsm/seed0/error_localization_{m}.parquet" for m in ("prefix", "branching")]
+    proc = snakemake(workdir, "-n", *targets, "--configfile", str(changed))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    cfg["profiles"]["tiny"]["localization"]["branching_search"] = "bisect"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", *targets, "--configfile", str(changed))
+    assert job_counts(proc.stdout + proc.stderr) == {"error_localization": 2, "total": 2}
+
+
 def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
     """table.csv for the trained tiny model: every cell a number computed from the run artifacts."""
     base = workdir / "results/tiny-gsm"

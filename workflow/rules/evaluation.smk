@@ -26,6 +26,14 @@ def eval_settings(wildcards):
     return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
+def lora_settings(wildcards):
+    """What the LoRA baseline depends on: its own section, generation and validation dtype, the task."""
+    s = settings(wildcards)
+    picked = {"lora": s["lora"], "generation": s["generation"], "task": s["task_config"],
+              "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")}}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
+
+
 def general_settings(wildcards):
     return shlex.quote(json.dumps({"general": settings(wildcards).get("general")}, sort_keys=True))
 
@@ -141,7 +149,7 @@ rule lora_baseline:
         adapter=directory(f"{RESULTS}/{{model}}/seed{{seed}}/lora/adapter"),
         merged=directory(f"{RESULTS}/{{model}}/seed{{seed}}/lora/merged"),
     params:
-        settings=stage_settings("lora", "update", "generation", "task"),
+        settings=lora_settings,
     threads: workflow.cores
     log:
         log_path("lora_seed{seed}"),

@@ -120,9 +120,9 @@ def branching_bisect(greedy: Tokens, greedy_correct: bool, y: Tokens, points: in
     (every shorter prefix lies on the greedy path, so has the greedy correctness). Each round
     completes ``points`` evenly spaced prefixes of (lo, hi) together (1: plain bisection) and keeps
     the interval between the first of them that flips and the one before it: log_(points+1)(m)
-    rounds instead of log_2(m), for points times the completions per round. On an engine where a
-    round of several sequences costs about as much as one (decoding is bound by reading the
-    weights), fewer rounds is what saves time.
+    rounds instead of log_2(m), for points times the completions per round. More probes bring the
+    result closer to the first flip; on 2 CPU cores with 32 pairs in flight they were slower, not
+    faster (benchmarks/branching_speed.py, README), so the default is 1.
     """
     b = _Branches(greedy, greedy_correct, y)
     d = first_difference(greedy, y)

@@ -227,40 +227,16 @@ def _cmd_localize(args) -> None:
           f"{ok['completions'].mean() if len(ok) else 0:.1f} completions per pair, {seconds:.0f}s -> {args.out}")
 
 
-def _cmd_dcm(args) -> None:
-    from .cli_stages import cmd_dcm
+def _stage(module: str, name: str):
+    """A subcommand that imports its rule-layer function (``cca.<module>.<name>``) only when run, and
+    calls it with the parsed ``--settings``."""
 
-    cmd_dcm(args, _settings(args))
+    def run(args) -> None:
+        from importlib import import_module
 
+        getattr(import_module(f".{module}", __package__), name)(args, _settings(args))
 
-def _cmd_update(args) -> None:
-    from .cli_stages import cmd_update
-
-    cmd_update(args, _settings(args))
-
-
-def _cmd_evaluate_math(args) -> None:
-    from .cli_eval import cmd_evaluate_math
-
-    cmd_evaluate_math(args, _settings(args))
-
-
-def _cmd_evaluate_general(args) -> None:
-    from .cli_eval import cmd_evaluate_general
-
-    cmd_evaluate_general(args, _settings(args))
-
-
-def _cmd_table(args) -> None:
-    from .cli_eval import cmd_table
-
-    cmd_table(args, _settings(args))
-
-
-def _cmd_lora(args) -> None:
-    from .cli_eval import cmd_lora
-
-    cmd_lora(args, _settings(args))
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--settings", required=True, help="JSON: {dcm: ...}")
     s.add_argument("--out", required=True, help="mask file (.safetensors); counts, history and figures go next to it")
-    s.set_defaults(func=_cmd_dcm)
+    s.set_defaults(func=_stage("cli_stages", "cmd_dcm"))
 
     s = sub.add_parser("update", help="targeted update (w/ mask) or all-parameter update (w/o mask), lr sweep")
     for a in ("--checkpoint", "--dataset", "--greedy", "--splits", "--settings"):
@@ -344,14 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", nargs="*", default=[], help="mask files, one per lambda (w/ mask)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="update.json; curve, delta and merged checkpoint go next to it")
-    s.set_defaults(func=_cmd_update)
+    s.set_defaults(func=_stage("cli_stages", "cmd_update"))
 
     s = sub.add_parser("lora", help="LoRA baseline (PEFT) on the train split, lr sweep, best by validation")
     for a in ("--checkpoint", "--instances", "--splits", "--accuracy", "--greedy", "--settings"):
         s.add_argument(a, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="update.json; curve, adapter and merged checkpoint go next to it")
-    s.set_defaults(func=_cmd_lora)
+    s.set_defaults(func=_stage("cli_eval", "cmd_lora"))
 
     ev = sub.add_parser("evaluate", help="evaluation of a model").add_subparsers(dest="action", required=True)
     s = ev.add_parser("math", help="greedy exact match on the seed's test split and the robustness sets")
@@ -361,13 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instances of a robustness set (GSM-P1/P2), tested on splits.test instances per template")
     s.add_argument("--update", help="the update.json of the model: if it chose the base model, reuse --reuse")
     s.add_argument("--reuse", help="the original model's math.parquet")
-    s.set_defaults(func=_cmd_evaluate_math)
+    s.set_defaults(func=_stage("cli_eval", "cmd_evaluate_math"))
     s = ev.add_parser("general", help="general abilities through lm-evaluation-harness (offline, vendored data)")
     for a in ("--checkpoint", "--settings", "--out"):
         s.add_argument(a, required=True)
     s.add_argument("--update", help="the update.json of the model: if it chose the base model, reuse --reuse")
     s.add_argument("--reuse", help="the original model's general.parquet")
-    s.set_defaults(func=_cmd_evaluate_general)
+    s.set_defaults(func=_stage("cli_eval", "cmd_evaluate_general"))
 
     s = sub.add_parser("table", help="results/<model>/table.csv (and report.md) from the run artifacts")
     s.add_argument("--results", required=True, help="results/<model>")
@@ -375,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--settings", required=True, help="JSON: the model's full settings")
     s.add_argument("--out", required=True)
     s.add_argument("--report")
-    s.set_defaults(func=_cmd_table)
+    s.set_defaults(func=_stage("cli_eval", "cmd_table"))
 
     s = sub.add_parser("config", help="validate config.yaml and show each model's settings")
     s.add_argument("--config", default="config.yaml")

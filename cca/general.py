@@ -61,6 +61,11 @@ def _dataset(splits: dict[str, list[dict]]):
     return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
 
 
+def _jsonl(path: Path) -> list[dict]:
+    # split on newlines only: str.splitlines also breaks at separators inside the JSON strings
+    return [json.loads(line) for line in _require(path).read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         raise CCAError(f"general evaluation data {path} is missing: check general.data_dir in config.yaml")
@@ -105,8 +110,7 @@ def mmlu_tasks(data_dir: Path, group: str, per_subject: int | None, seed: int, n
 # ----- ARC-Challenge ----------------------------------------------------------------------------------
 
 def arc_tasks(data_dir: Path, n: int | None, seed: int) -> list[dict]:
-    path = _require(data_dir / "arc_challenge" / "arc_challenge.jsonl")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    rows = _jsonl(data_dir / "arc_challenge" / "arc_challenge.jsonl")
     test = [{"query": rows[i]["query"], "choices": rows[i]["choices"], "gold": int(rows[i]["gold"]),
              "item": str(i)} for i in _subsample(len(rows), n, seed)]
     return [{
@@ -153,10 +157,13 @@ def truthfulqa_tasks(data_dir: Path, n: int | None, seed: int) -> list[dict]:
 
 # ----- TriviaQA ---------------------------------------------------------------------------------------
 
+_PUNCTUATION = frozenset(string.punctuation)
+
+
 def normalize_answer(text: str) -> str:
     """Lower case, no punctuation, no articles, single spaces (the SQuAD/TriviaQA normalisation)."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
@@ -167,8 +174,7 @@ def _triviaqa_em(doc, results):
 
 
 def triviaqa_tasks(data_dir: Path, n: int | None, seed: int, num_fewshot: int = 5, pool: int = 100) -> list[dict]:
-    path = _require(data_dir / "triviaqa" / "triviaqa_sm_sub.jsonl")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    rows = _jsonl(data_dir / "triviaqa" / "triviaqa_sm_sub.jsonl")
     # the last `pool` questions are the few-shot pool, never scored
     scored = len(rows) - pool
     test = [{"context": rows[i]["context"], "answer": rows[i]["answer"], "aliases": rows[i]["aliases"],

@@ -49,6 +49,12 @@ def decoder(model):
     return model.model if hasattr(model, "model") else model.get_decoder()
 
 
+def _softcap(model, logits: torch.Tensor) -> torch.Tensor:
+    """The model's final logit soft-capping (Gemma-2), or the logits unchanged."""
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
 def pair_logit_difference(model, hidden: torch.Tensor, desired: torch.Tensor, undesired: torch.Tensor
                           ) -> torch.Tensor:
     """logit(desired) - logit(undesired) from final hidden states (batch, hidden): only the two rows of
@@ -59,9 +65,7 @@ def pair_logit_difference(model, hidden: torch.Tensor, desired: torch.Tensor, un
     logits = torch.einsum("bh,bkh->bk", hidden.to(rows.dtype), rows).float()
     if getattr(head, "bias", None) is not None:
         logits = logits + head.bias[torch.stack([desired, undesired], dim=1)].float()
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+    logits = _softcap(model, logits)
     return logits[:, 0] - logits[:, 1]
 
 
@@ -179,7 +183,6 @@ def completion_nll_backward(model, prompts: Sequence[Sequence[int]], completions
     shared = prefix_cache(model, seqs[0][:shared_len])
     originals, leaves = _shared_leaves(shared)
     head = model.get_output_embeddings()
-    cap = getattr(model.config, "final_logit_softcapping", None)
     nll = []
     for start in range(0, n, micro_batch):
         sl = slice(start, min(start + micro_batch, n))
@@ -194,9 +197,7 @@ def completion_nll_backward(model, prompts: Sequence[Sequence[int]], completions
             rows += [b] * len(c)
             cols += range(first - 1, len(s) - 1)
             targets += list(c)
-        logits = head(hidden[torch.tensor(rows), torch.tensor(cols)]).float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
+        logits = _softcap(model, head(hidden[torch.tensor(rows), torch.tensor(cols)]).float())
         token_nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets), reduction="none")
         loss = token_nll.sum() / total
         if loss.requires_grad:

@@ -163,23 +163,22 @@ rule lora_baseline:
         " --settings {params.settings} --out {output.summary} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 
 
-def runs(wildcards):
-    return ["original"] + [f"{m}/{v}" for m in methods(wildcards) for v in ("mask", "nomask")] + ["lora"]
-
-
 def table_inputs(wildcards):
-    m = wildcards.model
+    """What `cca table` reads: every configuration's math.json (+ update.json) per seed, and general.parquet
+    for the general-evaluation seeds (the same layout functions the command uses)."""
+    from cca.cli_eval import configurations, general_seeds, run_dir
+
+    base = f"{RESULTS}/{wildcards.model}"
     s = settings(wildcards)
+    confs = configurations(methods(wildcards))
     out = []
     for seed in seeds(wildcards):
-        for run in runs(wildcards):
-            out.append(f"{RESULTS}/{m}/seed{seed}/{run}/math.json")
-            if run != "original":
-                out.append(f"{RESULTS}/{m}/seed{seed}/{run}/update.json")
-    g = s.get("general")
-    if g:
-        for seed in [x for x in g.get("seeds", s["seeds"][:1]) if x in s["seeds"]]:
-            out += [f"{RESULTS}/{m}/seed{seed}/{run}/general.parquet" for run in runs(wildcards)]
+        for conf in confs:
+            out.append(f"{base}/{run_dir(conf, seed)}/math.json")
+            if conf != "original":
+                out.append(f"{base}/{run_dir(conf, seed)}/update.json")
+    for seed in general_seeds(s):
+        out += [f"{base}/{run_dir(conf, seed)}/general.parquet" for conf in confs]
     return out
 
 

@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instances of a robustness set (GSM-P1/P2), tested on splits.test instances per template")
     s.add_argument("--update", help="the update.json of the model: if it chose the base model, reuse --reuse")
     s.add_argument("--reuse", help="the original model's math.parquet")
+    s.add_argument("--greedy", help="the original model's greedy traces: its test rows when generated in the "
+                                    "evaluation dtype (update.eval_dtype == generation.dtype)")
     s.set_defaults(func=_stage("cli_eval", "cmd_evaluate_math"))
     s = ev.add_parser("general", help="general abilities through lm-evaluation-harness (offline, vendored data)")
     for a in ("--checkpoint", "--settings", "--out"):

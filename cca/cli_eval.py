@@ -45,6 +45,8 @@ def cmd_evaluate_math(args, settings: dict) -> None:
         from .generation import open_backend
         from .traces import greedy_traces, prompt_texts, tokenize_prompts
 
+        from .cli_stages import traces_match_validation
+
         per_template = settings["splits"]["test"]
         sets = {"test": evaluation_instances(read_parquet(args.instances), read_parquet(args.splits), per_template)}
         for name, path in _named_paths(args.robustness, "--robustness").items():
@@ -53,16 +55,28 @@ def cmd_evaluate_math(args, settings: dict) -> None:
         if empty:
             raise CCAError(f"no test instances in set(s) {empty}: check splits.test in config.yaml")
         gen = {**settings["generation"], "dtype": settings["update"].get("eval_dtype", "float32")}
-        backend = open_backend(args.checkpoint, seed=0, **gen)
-        frames = []
-        for name, inst in sets.items():
-            prompts = tokenize_prompts(backend.tokenizer, prompt_texts(inst, settings["task"], ROOT))
-            rows = greedy_traces(backend, inst, prompts, gen["max_new_tokens"], backend.max_len)
-            frames.append(rows.assign(set=name))
+        frames, sources = [], []
+        if args.greedy and traces_match_validation(settings):
+            # The original model's greedy traces, generated in this dtype with these limits, hold its test
+            # split's completions already.
+            greedy = read_parquet(args.greedy).set_index("instance_id")
+            ids = list(sets.pop("test")["instance_id"])
+            missing = [i for i in ids if i not in greedy.index]
+            if missing:
+                raise CCAError(f"{args.greedy} lacks test instances {missing[:3]}...: re-run greedy_traces")
+            frames.append(greedy.loc[ids].reset_index().assign(set="test"))
+            sources.append(f"test from {args.greedy}")
+        if sets:
+            backend = open_backend(args.checkpoint, seed=0, **gen)
+            for name, inst in sets.items():
+                prompts = tokenize_prompts(backend.tokenizer, prompt_texts(inst, settings["task"], ROOT))
+                rows = greedy_traces(backend, inst, prompts, gen["max_new_tokens"], backend.max_len)
+                frames.append(rows.assign(set=name))
+            sources.append(f"{', '.join(sets)} generated from {args.checkpoint} ({gen['backend']}, {gen['dtype']})")
         df = pd.concat(frames, ignore_index=True)[
             ["set", "instance_id", "template_id", "answer_value", "prediction", "correct", "completion_ids",
              "completion_text", "finish_reason", "error"]]
-        source = f"generated from {args.checkpoint} ({gen['backend']}, {gen['dtype']})"
+        source = "; ".join(sources)
     summary = {"sets": math_summary(df), "source": source, "seconds": round(time.perf_counter() - t0, 1)}
     write_json(summary, Path(args.out).with_suffix(".json"))
     write_parquet(df, args.out)   # last: the rule's main output marks completion
@@ -217,6 +231,14 @@ def configurations(methods) -> list[str]:
     return ["original"] + [f"cca-{m}-{v}" for m in methods for v in ("mask", "nomask")] + ["lora"]
 
 
+def general_configurations(settings: dict) -> list[str]:
+    """The configurations that get the general evaluation: general.configurations (absent: all), always
+    with the original (every difference is taken against it), in table order."""
+    confs = configurations(settings["localization"]["methods"])
+    picked = set((settings.get("general") or {}).get("configurations") or confs) | {"original"}
+    return [c for c in confs if c in picked]
+
+
 def general_seeds(settings: dict) -> list[int]:
     g = settings.get("general") or {}
     return [s for s in g.get("seeds", settings["seeds"][:1]) if s in settings["seeds"]] if g else []
@@ -255,7 +277,7 @@ def cmd_table(args, settings: dict) -> None:
     gseeds = general_seeds(settings)
     if gseeds:
         scores = {}
-        for conf in confs:
+        for conf in general_configurations(settings):
             frames = [read_parquet(root / run_dir(conf, s) / "general.parquet").assign(
                 item=lambda f, s=s: f"seed{s}/" + f["item"].astype(str)) for s in gseeds]
             scores[conf] = pd.concat(frames, ignore_index=True)

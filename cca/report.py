@@ -43,6 +43,9 @@ def _general_rows(table: pd.DataFrame, benches: list[str]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.to_dict("records"):
         cells = [LABELS.get(r["configuration"], r["configuration"])]
+        if all(pd.isna(r[b]) for b in benches):
+            lines.append("| " + " | ".join(cells + ["not evaluated (general.configurations)"] * len(benches)) + " |")
+            continue
         for b in benches:
             if r["configuration"] == "original":
                 cells.append(f"{r[b]:.1f}")

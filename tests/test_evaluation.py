@@ -165,3 +165,24 @@ def test_lora_refuses_unknown_target_modules():
     model, _ = build_tiny_model("llama", seed=0)
     with pytest.raises(CCAError, match="lora.targets"):
         add_lora(model, LoRASettings(targets=["query_key_value"]))
+
+
+def test_table_and_report_leave_configurations_without_general_evaluation_empty(tmp_path):
+    """general.configurations may skip some models: their general cells are empty (not zero), and the
+    report says they were not evaluated."""
+    from cca.report import render_report
+    from cca.table import general_columns, results_table, run_record
+
+    math = {"sets": {"test": {"template_mean": 0.5, "mean": 0.5}}}
+    records = [run_record(c, 0, math, None if c == "original" else {"chosen": "updated"}, 10, 1.0)
+               for c in ("original", "cca-prefix-mask", "cca-prefix-nomask")]
+    scores = {c: pd.DataFrame({"benchmark": ["arc_challenge"] * 4, "item": range(4), "score": s})
+              for c, s in (("original", [1, 0, 1, 0]), ("cca-prefix-mask", [1, 1, 1, 0]))}
+    table = results_table(records, general_columns(scores, iters=200))
+    row = table.set_index("configuration")
+    assert row.loc["cca-prefix-mask", "arc_challenge_delta"] == pytest.approx(25.0)
+    assert row.loc["cca-prefix-nomask", ["arc_challenge", "arc_challenge_delta"]].isna().all()
+    settings = {"profile": "small", "task": "gsm-mini", "seeds": [0], "localization": {"methods": ["prefix"]}}
+    report = render_report("m", table, settings, tmp_path, [0])
+    line = next(ln for ln in report.splitlines() if ln.startswith("| CCA prefix, w/o mask") and "evaluated" in ln)
+    assert "not evaluated" in line

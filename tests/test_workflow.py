@@ -52,6 +52,20 @@ def test_dry_run_plans_the_whole_dag(workdir):
                       "evaluate_original_general": 1, "evaluate_general": 5, "table": 1, "total": 49}
 
 
+def test_general_configurations_pick_which_models_get_the_general_evaluation(workdir, tmp_path):
+    """general.configurations narrows the general evaluation (the original always), and changing it
+    re-runs no evaluation that stays (only which ones exist, and the table)."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["general"]["configurations"] = ["cca-branching-mask", "lora"]
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "results/tiny-llama/table.csv", "--configfile", str(changed))
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["evaluate_original_general"] == 1 and counts["evaluate_general"] == 2
+    assert "seed0/branching/mask/general.parquet" in proc.stdout
+    assert "seed0/prefix/mask/general.parquet" not in proc.stdout
+
+
 def test_builds_splits_then_does_nothing(workdir):
     targets = ["results/tiny-llama/splits/seed0.parquet", "results/tiny-llama/splits/seed1.parquet",
                "results/tiny-llama/checkpoint"]
@@ -192,6 +206,16 @@ def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
                                                           abs=1e-3)
         assert table.loc["lora", f"{bench}_delta_lo"] <= table.loc["lora", f"{bench}_delta"] \
             <= table.loc["lora", f"{bench}_delta_hi"]
+    # The greedy traces (float32, as validation) are the original model's test rows and base validation.
+    greedy = pd.read_parquet(base / "traces/greedy.parquet").set_index("instance_id")
+    orig = pd.read_parquet(base / "seed0/original/math.parquet")
+    assert "traces/greedy.parquet" in json.loads((base / "seed0/original/math.json").read_text())["source"]
+    assert list(orig["correct"]) == list(greedy.loc[orig["instance_id"], "correct"])
+    split = pd.read_parquet(base / "splits/seed0.parquet")
+    val = greedy.loc[split.loc[split["split"] == "val", "instance_id"]]
+    update = json.loads((base / "seed0/prefix/nomask/update.json").read_text())
+    assert update["base_val_source"] == "greedy traces"
+    assert update["base_val_accuracy"] == pytest.approx(val.groupby("template_id")["correct"].mean().mean())
     report = (base / "report.md").read_text()
     assert "| original |" in report and "LoRA" in report and "General abilities" in report
     assert (base / "seed0/lora/adapter/adapter_config.json").is_file()

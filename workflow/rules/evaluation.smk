@@ -35,7 +35,11 @@ def lora_settings(wildcards):
 
 
 def general_settings(wildcards):
-    return shlex.quote(json.dumps({"general": settings(wildcards).get("general")}, sort_keys=True))
+    """What one general evaluation depends on: not which seeds or configurations get one, nor the table's
+    bootstrap (changing those re-runs no evaluation)."""
+    g = {k: v for k, v in (settings(wildcards).get("general") or {}).items()
+         if k not in ("seeds", "configurations", "bootstrap_iters")}
+    return shlex.quote(json.dumps({"general": g}, sort_keys=True))
 
 
 MATH_SHELL = (
@@ -51,13 +55,15 @@ rule evaluate_original_math:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
         instances=f"{RESULTS}/{{model}}/instances/main.parquet",
         splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
+        greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
     output:
         table=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.parquet",
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.json",
     params:
         settings=eval_settings,
         robustness=robustness_flag,
-        reuse="",
+        # the greedy traces hold the test split's completions when generated in the evaluation dtype
+        reuse=lambda w, input: f"--greedy {input.greedy}",
     threads: workflow.cores
     log:
         log_path("math_original_seed{seed}"),
@@ -166,7 +172,7 @@ rule lora_baseline:
 def table_inputs(wildcards):
     """What `cca table` reads: every configuration's math.json (+ update.json) per seed, and general.parquet
     for the general-evaluation seeds (the same layout functions the command uses)."""
-    from cca.cli_eval import configurations, general_seeds, run_dir
+    from cca.cli_eval import configurations, general_configurations, general_seeds, run_dir
 
     base = f"{RESULTS}/{wildcards.model}"
     s = settings(wildcards)
@@ -178,7 +184,7 @@ def table_inputs(wildcards):
             if conf != "original":
                 out.append(f"{base}/{run_dir(conf, seed)}/update.json")
     for seed in general_seeds(s):
-        out += [f"{base}/{run_dir(conf, seed)}/general.parquet" for conf in confs]
+        out += [f"{base}/{run_dir(conf, seed)}/general.parquet" for conf in general_configurations(s)]
     return out
 
 

@@ -143,6 +143,11 @@ def _strip_pad(ids: list[int], pad: int, eos: set[int]) -> list[int]:
     return ids
 
 
+# KV cache of a vLLM engine on CPU: gemma-3-270m in float32 keeps 36 KiB per token, so 2 GiB hold ~58k tokens,
+# several times what 64 concurrent sequences sharing an 8-shot prompt (prefix caching) need.
+CPU_KV_CACHE_GIB = 2
+
+
 class VLLMBackend:
     """vLLM with prefix caching; the engine's seed is set once (a per-request seed crashes the CPU worker)."""
 
@@ -161,8 +166,13 @@ class VLLMBackend:
             contiguous = cores == list(range(cores[0], cores[-1] + 1))
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = (f"{cores[0]}-{cores[-1]}" if contiguous
                                                       else ",".join(map(str, cores)))
+        kv_bytes = None
+        if on_cpu and memory_fraction is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            # A fixed KV cache on CPU. vLLM's own sizing (a fraction of the NUMA node's memory minus what the
+            # process already holds) goes negative for a float32 model on a node of 11 GiB and the engine
+            # refuses to start. VLLM_CPU_KVCACHE_SPACE (GiB) overrides this.
+            kv_bytes = CPU_KV_CACHE_GIB * 2**30
         if memory_fraction is None:
-            # On the CPU build this is the fraction of RAM reserved for the KV cache: the GPU default fails.
             memory_fraction = 0.25 if on_cpu else 0.85
         if max_num_seqs is None:
             # Measured on 2 CPU cores with gemma-3-270m: 256 concurrent 700-token prompts ran 3x slower
@@ -170,7 +180,8 @@ class VLLMBackend:
             max_num_seqs = 64 if on_cpu else 256
         self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
                        enable_prefix_caching=True, gpu_memory_utilization=memory_fraction,
-                       enforce_eager=on_cpu if enforce_eager is None else enforce_eager, max_num_seqs=max_num_seqs)
+                       enforce_eager=on_cpu if enforce_eager is None else enforce_eager, max_num_seqs=max_num_seqs,
+                       kv_cache_memory_bytes=kv_bytes)
         self.tokenizer = self.llm.get_tokenizer()
         hf_config = self.llm.llm_engine.model_config.hf_config
         self.eos = eos_token_ids(self.tokenizer, getattr(self.llm.llm_engine, "generation_config_fields", None))

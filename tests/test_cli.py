@@ -160,3 +160,42 @@ def test_lora_without_eligible_templates_says_which_setting(tiny_stage23, instan
                "--settings", json.dumps(settings), "--out", out)
     assert proc.returncode == 2 and "template_filter.max_base_accuracy" in proc.stderr
     assert not list(out.parent.iterdir())
+
+
+def test_original_math_takes_test_rows_from_greedy_traces_and_generates_robustness_sets(tiny_stage23, instances,
+                                                                                       tmp_path):
+    """With the greedy traces generated in the evaluation dtype, the original's test rows are those traces;
+    a robustness set is still generated; with another dtype the test rows are generated too."""
+    inst = pd.read_parquet(instances)
+    split = inst[["instance_id", "template_id"]].assign(split=["test" if i % 5 < 2 else "train"
+                                                                 for i in range(len(inst))])
+    split.to_parquet(tmp_path / "split.parquet")
+    test_ids = list(split.loc[split.split == "test", "instance_id"])
+    greedy = inst.assign(prompt_ids=[[1]] * len(inst), completion_ids=[[2]] * len(inst), completion_text="x",
+                         finish_reason="stop", prediction=None, error=None,
+                         correct=[i % 3 == 0 for i in range(len(inst))])
+    greedy.to_parquet(tmp_path / "greedy.parquet")
+    robust = tmp_path / "hard.parquet"
+    proc = cca("instances", "generate", "--templates", MINI, "--n", 1, "--seed", 1, "--out", robust,
+               "--name", "hard", "--perturbed")
+    assert proc.returncode == 0, proc.stderr
+    task = {"templates": str(MINI), "exemplars": {"file": str(ROOT / "resources/gsm-mini/exemplars.jsonl"),
+                                                    "indices": [0]}, "header": "Solve."}
+    for dtype, from_traces in (("float32", True), ("bfloat16", False)):
+        settings = {"generation": {"backend": "hf", "dtype": dtype, "max_new_tokens": 4, "max_model_len": 1024},
+                    "update": {"eval_dtype": "float32"}, "splits": {"test": 2}, "task": task}
+        out = tmp_path / dtype / "math.parquet"
+        out.parent.mkdir()
+        proc = cca("evaluate", "math", "--checkpoint", tiny_stage23 / "ckpt", "--instances", instances, "--splits",
+                   tmp_path / "split.parquet", "--robustness", f"hard={robust}", "--greedy", tmp_path / "greedy.parquet",
+                   "--settings", json.dumps(settings), "--out", out)
+        assert proc.returncode == 0, proc.stderr
+        rows = pd.read_parquet(out)
+        test = rows[rows.set == "test"].set_index("instance_id")
+        assert sorted(test.index) == sorted(test_ids) and set(rows.set) == {"test", "hard"}
+        source = json.loads(out.with_suffix(".json").read_text())["source"]
+        if from_traces:
+            assert list(test.loc[test_ids, "correct"]) == list(greedy.set_index("instance_id").loc[test_ids, "correct"])
+            assert "greedy.parquet" in source and "hard generated" in source
+        else:
+            assert "greedy.parquet" not in source and (test.completion_text != "x").all()

@@ -309,3 +309,14 @@ def test_impossible_conditions(tmp_path):
     t = load_template(_write(tmp_path, "few", _qa(cond="- x < 3")))
     with pytest.raises(TemplateError, match="only 2 of 3"):
         draw_instances(t, 3, 0, max_tries=500)
+
+
+def test_slot_with_long_whitespace_loads_quickly(tmp_path):
+    # the slot pattern used to backtrack cubically in the whitespace of a slot
+    spaces = " " * 20_000
+    start = time.perf_counter()
+    t = load_template(_write(tmp_path, "spaces", _qa().replace("{x,3}", "{x," + spaces + "3" + spaces + "}")))
+    assert t.slots()[0].default == "3"
+    with pytest.raises(TemplateError, match="malformed slot"):
+        load_template(_write(tmp_path, "unclosed", _qa().replace("{x,3}", "{x,3} {x," + spaces)))
+    assert time.perf_counter() - start < 5

@@ -107,7 +107,7 @@ class Template:
         return _err(self.template_id, problem, line)
 
 
-_SLOT_RE = re.compile(r"\{\s*([A-Za-z_]\w*)\s*,\s*([^{}]*?)\s*\}")
+_SLOT_RE = re.compile(r"\{\s*([A-Za-z_]\w*)\s*,([^{}]*)\}")  # default stripped after: no backtracking
 _TARGETS_RE = re.compile(r"^(\$?[A-Za-z_]\w*(?:\s*,\s*\$?[A-Za-z_]\w*)*)\s*=(?!=)\s*(.+)$")
 _SECTION_RE = re.compile(r"^#\s*(init|conditions|answer)\b\s*[:=]?\s*(.*)$")
 
@@ -153,7 +153,7 @@ def _parse_body(tid, body, variables):
     parts, pos = [], 0
     for m in _SLOT_RE.finditer(body):
         parts.append(body[pos:m.start()])
-        var, default = m.group(1), m.group(2)
+        var, default = m.group(1), m.group(2).strip()
         k = body.count("\n", 0, m.start())
         line = Line("question_annotated", k + 1, body.split("\n")[k])
         if var not in variables:

@@ -234,6 +234,11 @@ HOSTILE = {
     "keywords": ("init", "- $x = range(1, stop=3)", "keyword arguments"),
     "fstring": ("cond", "- f'{x}'", "f-string"),
     "random_in_answer": ("ans", "#answer: sample([1, 2])", "#init only"),
+    "infinite_float": ("init", "- $x = 1e999", "not a finite number"),
+    "nested_list": ("init", "- $x = [[1] * 1000] * 1000", "too long"),
+    "nested_list_literal": ("cond", "- [[1] * 60000, [2] * 60000] == [x]", "too long"),
+    "costly_constant": ("cond", "- len(list(range(99999))) + len(list(range(99999))) + len(list(range(99999)))"
+                                " + len(list(range(99999))) > x", "too costly"),
 }
 
 
@@ -311,6 +316,12 @@ def test_impossible_conditions(tmp_path):
         draw_instances(t, 3, 0, max_tries=500)
 
 
+def test_long_expression_refused(tmp_path):
+    line = "- " + " + ".join(["x"] * 3000) + " > 0"
+    with pytest.raises(TemplateError, match=r"hostile/long: question_annotated line 7 .*expression too long"):
+        load_template(_write(tmp_path, "long", _qa(cond=line)))
+
+
 def test_slot_with_long_whitespace_loads_quickly(tmp_path):
     # the slot pattern used to backtrack cubically in the whitespace of a slot
     spaces = " " * 20_000
@@ -319,4 +330,21 @@ def test_slot_with_long_whitespace_loads_quickly(tmp_path):
     assert t.slots()[0].default == "3"
     with pytest.raises(TemplateError, match="malformed slot"):
         load_template(_write(tmp_path, "unclosed", _qa().replace("{x,3}", "{x,3} {x," + spaces)))
+    assert time.perf_counter() - start < 5
+
+
+def test_membership_in_a_large_range_is_quick(tmp_path):
+    t = load_template(_write(tmp_path, "member", _qa(cond="- x + 10**6 in range(10**6)")))
+    with pytest.raises(TemplateError, match=r"only 0 of 1 distinct valid instances in 3000 draws"):
+        draw_instances(t, 1, 0, max_tries=3000, time_limit=20)
+
+
+def test_time_limit_ends_slow_drawing(tmp_path):
+    # each draw shuffles 100,000 items and then fails its condition
+    qa = _qa(init="- a, b = shuffle_list(range(100000))[:2]\n- $x = range(1, 10)", cond="- x > 100")
+    t = load_template(_write(tmp_path, "slow", qa))
+    start = time.perf_counter()
+    with pytest.raises(TemplateError, match=r"hostile/slow: drawing 1 instances took longer than the time "
+                                            r"limit of 0.5 s"):
+        draw_instances(t, 1, 0, time_limit=0.5)
     assert time.perf_counter() - start < 5

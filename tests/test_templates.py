@@ -333,6 +333,21 @@ def test_slot_with_long_whitespace_loads_quickly(tmp_path):
     assert time.perf_counter() - start < 5
 
 
+def test_answer_beyond_float_range_is_an_error(tmp_path):
+    t = load_template(_write(tmp_path, "huge", _qa(ans="#answer: (10**60)**6 + x"),
+                             answer_annotated="#### {(10**60)**6 + x}"))
+    with pytest.raises(TemplateError, match=r"hostile/huge: every draw fails: .*beyond a float's range"):
+        draw_instances(t, 1, 0, max_tries=2000)
+
+
+def test_variable_beyond_float_range_is_kept_exact(tmp_path):
+    t = load_template(_write(tmp_path, "exact", _qa(init="- $x = range(1, 10)\n- $y = Fraction(2 * (10**50)**8 + 2 * x + 1, 2)")))
+    row = instances_frame(draw_instances(t, 1, 0)).iloc[0].to_dict()
+    y = json.loads(row["variables"])["y"]
+    assert y["fraction"].endswith("/2") and len(y["fraction"]) > 400
+    assert verify_instance(t, row) == []
+
+
 def test_membership_in_a_large_range_is_quick(tmp_path):
     t = load_template(_write(tmp_path, "member", _qa(cond="- x + 10**6 in range(10**6)")))
     with pytest.raises(TemplateError, match=r"only 0 of 1 distinct valid instances in 3000 draws"):

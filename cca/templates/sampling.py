@@ -252,7 +252,12 @@ def answer_number(t, env):
     a = plain(t.answer_expr(env))
     if not is_number(a):
         raise EvalError(f"#answer is not a number: {show(a)}")
-    return norm_number(a)
+    a = norm_number(a)
+    try:
+        float(a)
+    except OverflowError:
+        raise EvalError(f"#answer {show(a)} is too large (beyond a float's range)") from None
+    return a
 
 
 def _step_line(kind, x):

@@ -7,6 +7,7 @@ schema is applied here for the command line and for the per-model settings
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
+@functools.cache
 def _schema() -> dict:
+    """The parsed schema (read once: parsing it took 30 ms, and model_settings needs it per call)."""
     return yaml.safe_load(SCHEMA.read_text())
 
 

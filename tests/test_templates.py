@@ -13,6 +13,7 @@ import pytest
 from cca.templates import (KNOWN_UPSTREAM_DEFECTS, UNDRAWABLE_UPSTREAM, TemplateError, check_defaults,
                            default_problems, draw_instances, format_answer, instances_frame,
                            load_template, load_template_set, verify_instance)
+from cca.templates.defaults import word_diff
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "resources" / "gsm-symbolic" / "templates"
@@ -363,3 +364,17 @@ def test_time_limit_ends_slow_drawing(tmp_path):
                                             r"limit of 0.5 s"):
         draw_instances(t, 1, 0, time_limit=0.5)
     assert time.perf_counter() - start < 5
+
+
+def test_overlong_numeric_default_is_not_a_number(tmp_path):
+    # 5,000 digits: int() refuses over 4,300, which escaped as a ValueError
+    t = load_template(_write(tmp_path, "digits", _qa().replace("{x,3}", "{x," + "1" * 5000 + "}")))
+    with pytest.raises(TemplateError, match=r"hostile/digits: defaults check failed: default '1111.*is not a number"):
+        check_defaults(t, against_original=False)
+
+
+def test_word_diff_of_long_texts_is_quick():
+    start = time.perf_counter()
+    assert "not compared word by word" in word_diff("a b " * 3000, "b a " * 3000)
+    assert word_diff("a b c", "a x c") == "'b' -> 'x'"
+    assert time.perf_counter() - start < 1

@@ -378,3 +378,11 @@ def test_word_diff_of_long_texts_is_quick():
     assert "not compared word by word" in word_diff("a b " * 3000, "b a " * 3000)
     assert word_diff("a b c", "a x c") == "'b' -> 'x'"
     assert time.perf_counter() - start < 1
+
+
+def test_list_valued_variable_verifies(tmp_path):
+    # the drawn [1, 2] is a constant (tuple) in the template and a list in the JSON variables
+    qa = _qa(init="- $x = range(1, 10)\n- pair = [[1, 2], [3, 4]]").replace("apples.", "apples and {pair,1, 2} pears.")
+    t = load_template(_write(tmp_path, "pairs", qa))
+    df = _draw_and_verify(t, 5)
+    assert {json.dumps(json.loads(v)["pair"]) for v in df["variables"]} <= {"[1, 2]", "[3, 4]"}

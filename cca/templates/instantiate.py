@@ -147,6 +147,8 @@ def _same(a, b) -> bool:
         return a.text == b.text and _same(a.value, b.value)
     if is_number(a) and is_number(b):
         return norm_number(a) == norm_number(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):  # JSON turns tuples into lists
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
 
 

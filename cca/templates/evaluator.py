@@ -86,16 +86,20 @@ def size(x, limit=MAX_ITEMS) -> int:
     for v in x:
         if total > limit:
             break
-        if isinstance(v, (list, tuple, str, range)):
+        t = type(v)
+        if t is str or t is range:
+            total += len(v)
+        elif isinstance(v, (list, tuple)):
             total += size(v, limit - total)
     return total
 
 
 def _cost(x) -> int:
-    """What handing ``x`` to an operation may cost: a range is lazy but may be walked."""
+    """What handing ``x`` to an operation may cost beyond O(1): a list's or string's size
+    (a range is lazy but may be walked); nothing for a number or another scalar."""
     t = type(x)
     if t is int or t is Fraction or t is bool or t is Worded or x is None:
-        return 1
+        return 0
     if t is range:
         return min(len(x), MAX_ITEMS)
     return size(x)
@@ -687,7 +691,12 @@ class _Compiler:
 
         def call(env):
             vals = [a(env) for a in args]
-            charge(env, 1 + sum(_cost(v) for v in vals))
+            work = 0
+            for v in vals:
+                if type(v) not in _NUMBERS:
+                    work += _cost(v)
+            if work:  # a call on scalars alone costs O(1) or is charged for its result
+                charge(env, work)
             try:
                 return _checked_result(env, fn(env, *vals))
             except EvalError:

@@ -32,7 +32,7 @@ from cca.templates import TemplateError, default_problems, draw_instances, insta
 from cca.templates.parse import parse_template
 
 settings.register_profile(
-    "fuzz", max_examples=120, deadline=10_000, derandomize=True, database=None,
+    "fuzz", max_examples=100, deadline=10_000, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 FUZZ = settings.get_profile("fuzz")
 DRAW_LIMITS = {"max_tries": 300, "time_limit": 1.0}  # per template, well within the deadline above
@@ -281,7 +281,7 @@ def test_hostile_expressions_end_in_an_error_or_instances(sentinel):
         outcome = _outcome(_template(expr, position), "fuzz/hostile", ["{x,3}"])
         assert _nothing_executed(sentinel)
         return outcome
-    outcomes = _run(st.tuples(st.sampled_from(EXHAUSTING + SYNTAX), st.sampled_from(POSITIONS)), check, 200)
+    outcomes = _run(st.tuples(st.sampled_from(EXHAUSTING + SYNTAX), st.sampled_from(POSITIONS)), check, 160)
     assert "refused" in outcomes
 
 
@@ -481,4 +481,4 @@ def test_config_files_load_or_are_refused(tmp_path_factory, sentinel):
             assert _nothing_executed(sentinel)
         assert _type_breaks(config, SCHEMA_DOC) == []
         return "loaded"
-    assert "refused" in _run(config_texts(), check, 60)
+    assert "refused" in _run(config_texts(), check, 50)

@@ -7,6 +7,8 @@ schema is applied here for the command line and for the per-model settings
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import sys
 from pathlib import Path
 
@@ -16,9 +18,13 @@ from .errors import CCAError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+MAX_VALUES = 100_000  # values in a config, YAML aliases expanded
+MAX_DEPTH = 50        # levels of nesting
 
 
+@functools.cache
 def _schema() -> dict:
+    """The parsed schema (read once: parsing it took 30 ms, and model_settings needs it per call)."""
     return yaml.safe_load(SCHEMA.read_text())
 
 
@@ -29,12 +35,43 @@ def _key_path(path) -> str:
     return out or "(top level)"
 
 
-def schema_errors(config: dict, schema: dict | None = None) -> list[str]:
-    """Every violation of the schema, one line each: '<key path>: <what is wrong>'."""
+@functools.cache
+def _validator_class():
+    """Draft 2020-12, except that an integer must be a Python int: JSON Schema counts 5.0 as
+    an integer, but the workflow passes these values to range() and the like."""
     import jsonschema
 
+    base = jsonschema.Draft202012Validator
+    strict = base.TYPE_CHECKER.redefine("integer", lambda checker, value: type(value) is int)
+    return jsonschema.validators.extend(base, type_checker=strict)
+
+
+def shape_errors(config) -> list[str]:
+    """What no schema check should walk into: numbers that are not finite (.nan, .inf),
+    nesting deeper than MAX_DEPTH, or more than MAX_VALUES values once YAML aliases are
+    expanded (a few lines of aliases can stand for billions of values)."""
+    errors, count, stack = [], 0, [((), config)]
+    while stack:
+        path, value = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return [f"(top level): more than {MAX_VALUES} values once YAML aliases are expanded; "
+                    "write the values out instead of repeating aliases"]
+        if len(path) > MAX_DEPTH:
+            return [f"{_key_path(path[:MAX_DEPTH])}: nested more than {MAX_DEPTH} levels deep"]
+        if isinstance(value, float) and not math.isfinite(value):
+            errors.append(f"{_key_path(path)}: {value} is not a finite number")
+        elif isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+    return sorted(errors)
+
+
+def schema_errors(config: dict, schema: dict | None = None) -> list[str]:
+    """Every violation of the schema, one line each: '<key path>: <what is wrong>'."""
     schema = schema or _schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class()(schema)
     lines = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         msg = err.message
@@ -46,7 +83,7 @@ def schema_errors(config: dict, schema: dict | None = None) -> list[str]:
 
 def validate_config(config: dict, source: str = "config.yaml") -> dict:
     """Raise CCAError naming the first bad key; return the config (defaults filled by the caller)."""
-    errors = schema_errors(config)
+    errors = shape_errors(config) or schema_errors(config)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise CCAError(f"{source}: {errors[0]}{more}")
@@ -55,7 +92,7 @@ def validate_config(config: dict, source: str = "config.yaml") -> dict:
     for name, entry in config["models"].items():
         if entry["profile"] not in config["profiles"]:
             raise CCAError(f"{source}: models.{name}.profile: no profile named '{entry['profile']}' "
-                           f"(profiles: {', '.join(config['profiles'])})")
+                           f"(profiles: {', '.join(map(str, config['profiles']))})")
         model_settings(config, name, source=source)
     return config
 
@@ -74,7 +111,13 @@ def load_config(path: str | Path = ROOT / "config.yaml") -> dict:
     if not path.is_file():
         raise CCAError(f"config file {path} does not exist")
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise CCAError(f"{path}: not UTF-8 text (byte {e.start} cannot be read)") from None
+    except OSError as e:
+        raise CCAError(f"{path}: cannot be read ({e.strerror})") from None
+    except RecursionError:
+        raise CCAError(f"{path}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as e:
         raise CCAError(f"{path}: not valid YAML ({e.problem} at line {e.problem_mark.line + 1})"
                        if getattr(e, "problem_mark", None) else f"{path}: not valid YAML ({e})") from e
@@ -95,7 +138,7 @@ def model_settings(config: dict, model: str, source: str = "config.yaml") -> dic
     """The settings ``model`` runs with: its profile, overrides merged on top, its task spelled out."""
     models = config["models"]
     if model not in models:
-        raise CCAError(f"unknown model '{model}': {source} lists {', '.join(models)}; "
+        raise CCAError(f"unknown model '{model}': {source} lists {', '.join(map(str, models))}; "
                        "add it under models (with a profile) or pick one of those")
     entry = models[model]
     settings = deep_merge(config["profiles"][entry["profile"]], entry.get("overrides") or {})
@@ -116,7 +159,7 @@ def model_settings(config: dict, model: str, source: str = "config.yaml") -> dic
 def _check_profile(profile: dict, where: str, config: dict, source: str) -> None:
     if profile["task"] not in config["tasks"]:
         raise CCAError(f"{source}: {where}.task: no task named '{profile['task']}' "
-                       f"(tasks: {', '.join(config['tasks'])})")
+                       f"(tasks: {', '.join(map(str, config['tasks']))})")
     splits = profile["splits"]
     total = splits["train"] + splits["val"] + splits["test"]
     if total > profile["instances"]["per_template"]:

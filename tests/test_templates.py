@@ -13,6 +13,7 @@ import pytest
 from cca.templates import (KNOWN_UPSTREAM_DEFECTS, UNDRAWABLE_UPSTREAM, TemplateError, check_defaults,
                            default_problems, draw_instances, format_answer, instances_frame,
                            load_template, load_template_set, verify_instance)
+from cca.templates.defaults import word_diff
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "resources" / "gsm-symbolic" / "templates"
@@ -234,6 +235,11 @@ HOSTILE = {
     "keywords": ("init", "- $x = range(1, stop=3)", "keyword arguments"),
     "fstring": ("cond", "- f'{x}'", "f-string"),
     "random_in_answer": ("ans", "#answer: sample([1, 2])", "#init only"),
+    "infinite_float": ("init", "- $x = 1e999", "not a finite number"),
+    "nested_list": ("init", "- $x = [[1] * 1000] * 1000", "too long"),
+    "nested_list_literal": ("cond", "- [[1] * 60000, [2] * 60000] == [x]", "too long"),
+    "costly_constant": ("cond", "- len(list(range(99999))) + len(list(range(99999))) + len(list(range(99999)))"
+                                " + len(list(range(99999))) > x", "too costly"),
 }
 
 
@@ -309,3 +315,74 @@ def test_impossible_conditions(tmp_path):
     t = load_template(_write(tmp_path, "few", _qa(cond="- x < 3")))
     with pytest.raises(TemplateError, match="only 2 of 3"):
         draw_instances(t, 3, 0, max_tries=500)
+
+
+def test_long_expression_refused(tmp_path):
+    line = "- " + " + ".join(["x"] * 3000) + " > 0"
+    with pytest.raises(TemplateError, match=r"hostile/long: question_annotated line 7 .*expression too long"):
+        load_template(_write(tmp_path, "long", _qa(cond=line)))
+
+
+def test_slot_with_long_whitespace_loads_quickly(tmp_path):
+    # the slot pattern used to backtrack cubically in the whitespace of a slot
+    spaces = " " * 20_000
+    start = time.perf_counter()
+    t = load_template(_write(tmp_path, "spaces", _qa().replace("{x,3}", "{x," + spaces + "3" + spaces + "}")))
+    assert t.slots()[0].default == "3"
+    with pytest.raises(TemplateError, match="malformed slot"):
+        load_template(_write(tmp_path, "unclosed", _qa().replace("{x,3}", "{x,3} {x," + spaces)))
+    assert time.perf_counter() - start < 5
+
+
+def test_answer_beyond_float_range_is_an_error(tmp_path):
+    t = load_template(_write(tmp_path, "huge", _qa(ans="#answer: (10**60)**6 + x"),
+                             answer_annotated="#### {(10**60)**6 + x}"))
+    with pytest.raises(TemplateError, match=r"hostile/huge: every draw fails: .*beyond a float's range"):
+        draw_instances(t, 1, 0, max_tries=2000)
+
+
+def test_variable_beyond_float_range_is_kept_exact(tmp_path):
+    t = load_template(_write(tmp_path, "exact", _qa(init="- $x = range(1, 10)\n- $y = Fraction(2 * (10**50)**8 + 2 * x + 1, 2)")))
+    row = instances_frame(draw_instances(t, 1, 0)).iloc[0].to_dict()
+    y = json.loads(row["variables"])["y"]
+    assert y["fraction"].endswith("/2") and len(y["fraction"]) > 400
+    assert verify_instance(t, row) == []
+
+
+def test_membership_in_a_large_range_is_quick(tmp_path):
+    t = load_template(_write(tmp_path, "member", _qa(cond="- x + 10**6 in range(10**6)")))
+    with pytest.raises(TemplateError, match=r"only 0 of 1 distinct valid instances in 3000 draws"):
+        draw_instances(t, 1, 0, max_tries=3000, time_limit=20)
+
+
+def test_time_limit_ends_slow_drawing(tmp_path):
+    # each draw shuffles 100,000 items and then fails its condition
+    qa = _qa(init="- a, b = shuffle_list(range(100000))[:2]\n- $x = range(1, 10)", cond="- x > 100")
+    t = load_template(_write(tmp_path, "slow", qa))
+    start = time.perf_counter()
+    with pytest.raises(TemplateError, match=r"hostile/slow: drawing 1 instances took longer than the time "
+                                            r"limit of 0.5 s"):
+        draw_instances(t, 1, 0, time_limit=0.5)
+    assert time.perf_counter() - start < 5
+
+
+def test_overlong_numeric_default_is_not_a_number(tmp_path):
+    # 5,000 digits: int() refuses over 4,300, which escaped as a ValueError
+    t = load_template(_write(tmp_path, "digits", _qa().replace("{x,3}", "{x," + "1" * 5000 + "}")))
+    with pytest.raises(TemplateError, match=r"hostile/digits: defaults check failed: default '1111.*is not a number"):
+        check_defaults(t, against_original=False)
+
+
+def test_word_diff_of_long_texts_is_quick():
+    start = time.perf_counter()
+    assert "not compared word by word" in word_diff("a b " * 3000, "b a " * 3000)
+    assert word_diff("a b c", "a x c") == "'b' -> 'x'"
+    assert time.perf_counter() - start < 1
+
+
+def test_list_valued_variable_verifies(tmp_path):
+    # the drawn [1, 2] is a constant (tuple) in the template and a list in the JSON variables
+    qa = _qa(init="- $x = range(1, 10)\n- pair = [[1, 2], [3, 4]]").replace("apples.", "apples and {pair,1, 2} pears.")
+    t = load_template(_write(tmp_path, "pairs", qa))
+    df = _draw_and_verify(t, 5)
+    assert {json.dumps(json.loads(v)["pair"]) for v in df["variables"]} <= {"[1, 2]", "[3, 4]"}

@@ -5,7 +5,7 @@ Public API::
     load_template(path, template_id=None) -> Template        # parse; raises TemplateError
     load_template_set(directory) -> list[Template]           # ids "<dir name>/<stem>", sorted
     check_defaults(t, against_original=True, allow_known=False) -> str | None
-    draw_instances(t, n, seed, max_tries=1_000_000) -> list[Instance]
+    draw_instances(t, n, seed, max_tries=1_000_000, time_limit=600.0) -> list[Instance]
     instances_frame(instances) -> pandas.DataFrame
     verify_instance(t, row) -> list[str]
     format_answer(x) -> str

@@ -20,7 +20,7 @@ import random
 import re
 from fractions import Fraction
 
-from .evaluator import Env, EvalError, is_collection, wrap_item
+from .evaluator import Env, EvalError, is_collection, show, wrap_item
 from .render import normalize_ws, render_question
 from .parse import Template, TemplateError
 from .values import Worded, format_answer, is_number, norm_number, parse_quantity, plain, render_value
@@ -149,9 +149,14 @@ def _original_answer(t: Template):
     return q
 
 
+MAX_DIFF_WORDS = 2_000
+
+
 def word_diff(original: str, rendered: str) -> str:
     """``'a b' -> 'c'; ...``: what the rendered text changes in the original, word level."""
     a, b = original.split(), rendered.split()
+    if len(a) > MAX_DIFF_WORDS or len(b) > MAX_DIFF_WORDS:  # the diff's cost grows with len(a) * len(b)
+        return f"the texts differ ({len(a)} and {len(b)} words; over {MAX_DIFF_WORDS} are not compared word by word)"
     ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
     return "; ".join(f"'{' '.join(a[i1:i2])}' -> '{' '.join(b[j1:j2])}'"
                      for tag, i1, i2, j1, j2 in ops if tag != "equal")
@@ -167,10 +172,10 @@ def _problems(t: Template, against_original: bool) -> list[str]:
     except EvalError as e:
         raise t.error(f"cannot evaluate the answer at the defaults: {e}", t.answer_line) from None
     if not is_number(ans):
-        raise t.error(f"#answer at the defaults is not a number: {render_value(ans)!r}", t.answer_line)
+        raise t.error(f"#answer at the defaults is not a number: {show(ans)}", t.answer_line)
     ans = norm_number(ans)
     if not is_number(final) or norm_number(final) != ans:
-        problems.append(f"solution's #### gives {render_value(final)}, #answer gives {format_answer(ans)}")
+        problems.append(f"solution's #### gives {show(final, quote=False)}, #answer gives {format_answer(ans)}")
     if against_original:
         orig = _original_answer(t)
         if orig != ans:

@@ -8,8 +8,17 @@ only; ``np.arange`` / ``np.random.randint`` are the only dotted names), literals
 :data:`MAX_EXPONENT`), unary ``- + not``, comparisons (chained), ``and``/``or``,
 conditional expressions, subscripts and slices. Everything else (attributes, dunder
 names, lambdas, comprehensions, f-strings, keyword arguments, ...) is refused at load
-time. Results are bounded: integers to :data:`MAX_INT_BITS` bits, ranges, lists and
-strings to :data:`MAX_ITEMS` items.
+time. Results are bounded: integers to :data:`MAX_INT_BITS` bits, ranges to
+:data:`MAX_RANGE` items, lists and strings to :data:`MAX_ITEMS` items (nested items and
+the characters of strings in a list count too, so ``[[1] * 10**5] * 10**5`` is refused).
+
+Evaluation is bounded in work and time, without signals (so it works in any thread):
+an expression has at most :data:`MAX_EXPR_CHARS` characters, and each evaluation of one
+expression may touch at most :data:`MAX_WORK` list items or characters (each DSL call,
+comparison or list operation is charged what it walks or builds); past that it raises
+EvalError. An :class:`Env` may carry a ``deadline`` (``time.monotonic()``), checked at
+each charge; past it evaluation raises :class:`EvalTimeout`, which is not an EvalError, so
+that no caller takes it for one failed draw.
 
 Sub-expressions that use no variable and no randomness are evaluated once (so a
 hostile constant such as ``10**10**10`` or ``range(10**12)`` is refused at load time).
@@ -20,6 +29,7 @@ import ast
 import math
 import operator
 import random
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -30,10 +40,16 @@ MAX_EXPONENT = 64
 MAX_INT_BITS = 2048
 MAX_ITEMS = 100_000
 MAX_RANGE = 1_000_000
+MAX_EXPR_CHARS = 5_000
+MAX_WORK = 1_000_000
 
 
 class EvalError(ValueError):
     """Raised while compiling or evaluating; the caller adds template id and line."""
+
+
+class EvalTimeout(Exception):
+    """The deadline of an :class:`Env` passed during evaluation (the caller names the limit)."""
 
 
 class ConstList(tuple):
@@ -44,6 +60,58 @@ class ConstList(tuple):
 class Env:
     vars: dict
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    work_left: int = MAX_WORK      # list items and characters the current evaluation may still touch
+    deadline: float | None = None  # time.monotonic() after which evaluation raises EvalTimeout
+
+
+def charge(env: Env, work: int) -> None:
+    """Count ``work`` against the evaluation's budget and check the deadline."""
+    env.work_left -= work
+    if env.work_left < 0:
+        raise EvalError(f"expression too costly to evaluate (it touches over {MAX_WORK} list items "
+                        "or characters); use smaller lists or ranges")
+    if env.deadline is not None and time.monotonic() > env.deadline:
+        raise EvalTimeout("time limit reached")
+
+
+def size(x, limit=MAX_ITEMS) -> int:
+    """Items in ``x``, nested ones included (a string counts its characters, a range its
+    length, anything else 1); counting stops once it passes ``limit``."""
+    t = type(x)
+    if t is str or t is range:
+        return len(x)
+    if not isinstance(x, (list, tuple)):
+        return 1
+    total = len(x)
+    for v in x:
+        if total > limit:
+            break
+        t = type(v)
+        if t is str or t is range:
+            total += len(v)
+        elif isinstance(v, (list, tuple)):
+            total += size(v, limit - total)
+    return total
+
+
+def _cost(x) -> int:
+    """What handing ``x`` to an operation may cost beyond O(1): a list's or string's size
+    (a range is lazy but may be walked); nothing for a number or another scalar."""
+    t = type(x)
+    if t is int or t is Fraction or t is bool or t is Worded or x is None:
+        return 0
+    if t is range:
+        return min(len(x), MAX_ITEMS)
+    return size(x)
+
+
+def show(x, quote=True, width=60) -> str:
+    """A value as written in an error message (quoted, as repr), cut to about ``width`` characters."""
+    if isinstance(x, (list, tuple)) and size(x, 1000) > 1000:
+        return f"<a list of {len(x)} items>"
+    text = render_value(x)
+    text = text if len(text) <= width else text[:width] + "..."
+    return repr(text) if quote else text
 
 
 # ------------------------------------------------------------------ numeric helpers
@@ -54,13 +122,13 @@ def _num(x, what="operand"):
     x = plain(x)
     if is_number(x):
         return norm_number(x)
-    raise EvalError(f"{what} must be a number, got {render_value(x)!r}")
+    raise EvalError(f"{what} must be a number, got {show(x)}")
 
 
 def _int(x, what="argument"):
     x = _num(x, what)
     if type(x) is not int:
-        raise EvalError(f"{what} must be a whole number, got {render_value(x)}")
+        raise EvalError(f"{what} must be a whole number, got {show(x)}")
     return x
 
 
@@ -82,6 +150,16 @@ def _check_len(n, what):
         raise EvalError(f"{what} too long ({n} items; at most {MAX_ITEMS})")
 
 
+def _new_container(env, x, what="list"):
+    """Check the size of a list, tuple or string the evaluator builds, and charge for it."""
+    n = size(x)
+    if n > MAX_ITEMS:
+        raise EvalError(f"{what} too long (over {MAX_ITEMS} items, counting the items of nested "
+                        "lists and the characters of strings)")
+    charge(env, n)
+    return x
+
+
 def _seq(x):
     return isinstance(x, (list, tuple, range))
 
@@ -91,7 +169,7 @@ def is_collection(x) -> bool:
     return isinstance(x, (list, ConstList, range))
 
 
-def _add(a, b):
+def _add(a, b, env):
     ta, tb = type(a), type(b)
     if ta is int and tb is int:
         return _check_num(a + b)
@@ -100,14 +178,15 @@ def _add(a, b):
     a, b = plain(a), plain(b)
     if _seq(a) and _seq(b):
         _check_len(len(a) + len(b), "list")
-        return list(a) + list(b)
+        return _new_container(env, list(a) + list(b))
     if isinstance(a, str) and isinstance(b, str):
         _check_len(len(a) + len(b), "string")
+        charge(env, len(a) + len(b))
         return a + b
     return _check_num(norm_number(_num(a) + _num(b)))
 
 
-def _mul(a, b):
+def _mul(a, b, env):
     ta, tb = type(a), type(b)
     if ta is int and tb is int:
         return _check_num(a * b)
@@ -117,18 +196,20 @@ def _mul(a, b):
     for s, k in ((a, b), (b, a)):
         if _seq(s) or isinstance(s, str):
             k = _int(k, "repeat count")
-            _check_len(len(s) * max(k, 0), "repeated list")
+            n = size(s) * max(k, 0)
+            _check_len(n, "repeated string" if isinstance(s, str) else "repeated list")
+            charge(env, n)
             return s * k if isinstance(s, str) else list(s) * k
     return _check_num(norm_number(_num(a) * _num(b)))
 
 
-def _sub(a, b):
+def _sub(a, b, env=None):
     if type(a) is int and type(b) is int:
         return _check_num(a - b)
     return _check_num(norm_number(_num(a) - _num(b)))
 
 
-def _truediv(a, b):
+def _truediv(a, b, env=None):
     a, b = _num(a), _num(b)
     if b == 0:
         raise EvalError("division by zero")
@@ -137,21 +218,21 @@ def _truediv(a, b):
     return _check_num(norm_number(a / b))
 
 
-def _floordiv(a, b):
+def _floordiv(a, b, env=None):
     a, b = _num(a), _num(b)
     if b == 0:
         raise EvalError("division by zero")
     return _check_num(a // b)
 
 
-def _mod(a, b):
+def _mod(a, b, env=None):
     a, b = _num(a), _num(b)
     if b == 0:
         raise EvalError("division by zero")
     return _check_num(norm_number(a % b))
 
 
-def _pow(a, b):
+def _pow(a, b, env=None):
     a, b = _num(a, "base"), _int(b, "exponent")
     if abs(b) > MAX_EXPONENT:
         raise EvalError(f"exponent {b} too large (at most {MAX_EXPONENT})")
@@ -163,6 +244,7 @@ def _pow(a, b):
     return _check_num(norm_number(Fraction(a) ** b))
 
 
+_NUMBERS = (int, Fraction)
 _BINOPS = {
     ast.Add: _add, ast.Sub: _sub, ast.Mult: _mul, ast.Div: _truediv, ast.FloorDiv: _floordiv,
     ast.Mod: _mod, ast.Pow: _pow,
@@ -178,27 +260,36 @@ def _cmp_operand(x):
 
 
 def _compare(op):
-    def f(a, b):
+    def f(a, b, env):
         a, b = _cmp_operand(a), _cmp_operand(b)
+        if not (type(a) in _NUMBERS and type(b) in _NUMBERS):
+            charge(env, _cost(a) + _cost(b))
         try:
             return op(a, b)
         except TypeError:
-            raise EvalError(f"cannot compare {render_value(a)!r} and {render_value(b)!r}") from None
+            raise EvalError(f"cannot compare {show(a)} and {show(b)}") from None
     return f
 
 
-def _contains(a, b):
+def _contains(a, b, env):
     b = plain(b)
     if not (_seq(b) or isinstance(b, str)):
         raise EvalError("'in' needs a list or string on the right")
     a = _cmp_operand(a)
+    if isinstance(b, range):  # no walk: a range holds only whole numbers
+        return isinstance(a, int) and a in b
+    charge(env, _cost(a) + _cost(b))
     return any(_cmp_operand(v) == a for v in b) if _seq(b) else (isinstance(a, str) and a in b)
+
+
+def _not_contains(a, b, env):
+    return not _contains(a, b, env)
 
 
 _CMPOPS = {
     ast.Eq: _compare(operator.eq), ast.NotEq: _compare(operator.ne), ast.Lt: _compare(operator.lt),
     ast.LtE: _compare(operator.le), ast.Gt: _compare(operator.gt), ast.GtE: _compare(operator.ge),
-    ast.In: _contains, ast.NotIn: lambda a, b: not _contains(a, b),
+    ast.In: _contains, ast.NotIn: _not_contains,
 }
 
 
@@ -216,7 +307,7 @@ def _as_list(x, what="argument"):
         return list(x)
     if isinstance(x, (list, tuple)):
         return list(x)
-    raise EvalError(f"{what} must be a list or range, got {render_value(x)!r}")
+    raise EvalError(f"{what} must be a list or range, got {show(x)}")
 
 
 def f_range(env, *args):
@@ -241,7 +332,7 @@ def f_arange(env, start, stop=None, step=1):
 
 def f_sample(env, seq, k=None):
     if not _seq(seq):
-        raise EvalError(f"sample needs a list or range, got {render_value(seq)!r}")
+        raise EvalError(f"sample needs a list or range, got {show(seq)}")
     if len(seq) == 0:
         raise EvalError("sample from an empty list")
     if k is None:
@@ -249,6 +340,7 @@ def f_sample(env, seq, k=None):
     k = _int(k, "sample size")
     if not 0 <= k <= len(seq):
         raise EvalError(f"cannot sample {k} items from {len(seq)}")
+    _check_len(k, "sample")
     return [wrap_item(seq[i]) for i in env.rng.sample(range(len(seq)), k)]
 
 
@@ -376,6 +468,16 @@ FUNCTIONS = {
     "round": f_round, "fix_floats": f_fix_floats, "list": f_list, "format_frac": f_format_frac,
     "abs": f_abs, "min": _minmax(min), "max": _minmax(max), "len": f_len, "sum": f_sum,
 }
+def _checked_result(env, x):
+    """A DSL function's result within the bounds on numbers and lists, charged for its size."""
+    t = type(x)
+    if t is int or t is Fraction:
+        return _check_num(x)
+    if t is list or t is tuple or t is str:
+        return _new_container(env, x, "result")
+    return x
+
+
 RANDOM_FUNCTIONS = {"sample", "sample_sequential", "shuffle_list", "randint", "np.random.randint"}
 
 
@@ -388,7 +490,11 @@ class Compiled:
     source: str
 
     def __call__(self, env):
-        return self.fn(env)
+        env.work_left = MAX_WORK
+        try:
+            return self.fn(env)
+        except RecursionError:
+            raise EvalError("expression nested too deeply") from None
 
 
 def dotted_name(node):
@@ -403,10 +509,11 @@ def dotted_name(node):
 
 
 class _Compiler:
-    def __init__(self, variables):
+    def __init__(self, variables, fold_env):
         self.variables = set(variables)
         self.names = set()
         self.random = False
+        self.fold_env = fold_env  # evaluates the constant parts; its budget is not reset
 
     def build(self, node):
         fn, static = self._c(node)
@@ -419,7 +526,7 @@ class _Compiler:
             raise EvalError(f"{_describe(node)} is not allowed")
         fn, static = meth(self, node)
         if static and not isinstance(node, ast.Constant):
-            value = fn(None)
+            value = fn(self.fold_env)
             if isinstance(value, list):
                 value = ConstList(value)  # shared constant: keep it immutable
             return (lambda env, v=value: v), True
@@ -433,6 +540,8 @@ class _Compiler:
         if isinstance(v, bool) or v is None or isinstance(v, str):
             return (lambda env: v), True
         if isinstance(v, (int, float)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise EvalError(f"number {ast.unparse(node)} is too large (not a finite number)")
             v = _check_num(norm_number(v))
             return (lambda env: v), True
         raise EvalError(f"constant {v!r} is not allowed")
@@ -467,18 +576,18 @@ class _Compiler:
 
     def _c_List(self, node):
         fns, static = self._seq_items(node)
-        return (lambda env: [f(env) for f in fns]), static
+        return (lambda env: _new_container(env, [f(env) for f in fns])), static
 
     def _c_Tuple(self, node):
         fns, static = self._seq_items(node)
-        return (lambda env: tuple(f(env) for f in fns)), static
+        return (lambda env: _new_container(env, tuple(f(env) for f in fns), "tuple")), static
 
     def _c_BinOp(self, node):
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise EvalError(f"operator {type(node.op).__name__} is not allowed")
         (l, ls), (r, rs) = self._c(node.left), self._c(node.right)
-        return (lambda env: op(l(env), r(env))), ls and rs
+        return (lambda env: op(l(env), r(env), env)), ls and rs
 
     def _c_UnaryOp(self, node):
         (f, s) = self._c(node.operand)
@@ -518,7 +627,7 @@ class _Compiler:
             a = first(env)
             for op, g in pairs:
                 b = g(env)
-                if not op(a, b):
+                if not op(a, b, env):
                     return False
                 a = b
             return True
@@ -538,11 +647,12 @@ class _Compiler:
             def f(env):
                 seq = v(env)
                 if not (isinstance(seq, (str, list, tuple, range))):
-                    raise EvalError(f"cannot slice {render_value(seq)!r}")
+                    raise EvalError(f"cannot slice {show(seq)}")
                 idx = [None if b[0](env) is None else _int(b[0](env), "slice bound") for b in bounds]
                 if idx[2] == 0:
                     raise EvalError("slice step is zero")
                 out = seq[slice(*idx)]
+                charge(env, 1 if isinstance(out, range) else len(out))
                 return ConstList(out) if isinstance(seq, ConstList) else out
             return f, vs and all(b[1] for b in bounds)
         (i, is_) = self._c(node.slice)
@@ -550,7 +660,7 @@ class _Compiler:
         def g(env):
             seq, k = v(env), _int(i(env), "index")
             if not isinstance(seq, (str, list, tuple, range, Worded)):
-                raise EvalError(f"cannot index {render_value(seq)!r}")
+                raise EvalError(f"cannot index {show(seq)}")
             try:
                 return wrap_item(seq[k])
             except IndexError:
@@ -581,8 +691,14 @@ class _Compiler:
 
         def call(env):
             vals = [a(env) for a in args]
+            work = 0
+            for v in vals:
+                if type(v) not in _NUMBERS:
+                    work += _cost(v)
+            if work:  # a call on scalars alone costs O(1) or is charged for its result
+                charge(env, work)
             try:
-                return fn(env, *vals)
+                return _checked_result(env, fn(env, *vals))
             except EvalError:
                 raise
             except TypeError as e:
@@ -613,17 +729,25 @@ def _describe(node) -> str:
     return kinds.get(type(node).__name__, f"syntax {type(node).__name__}")
 
 
-def compile_expr(source: str, variables) -> Compiled:
-    """Parse and check ``source``; raise EvalError saying what is not allowed."""
+def compile_expr(source: str, variables, fold_env: Env | None = None) -> Compiled:
+    """Parse and check ``source``; raise EvalError saying what is not allowed.
+
+    ``fold_env`` evaluates the constant parts; pass one Env to several calls so that they
+    share one work budget (a template's expressions do), else each call has its own.
+    """
+    source = source.strip()
+    if len(source) > MAX_EXPR_CHARS:
+        raise EvalError(f"expression too long ({len(source)} characters; at most {MAX_EXPR_CHARS}); "
+                        "split it over several #init variables")
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as e:
         raise EvalError(f"not a valid expression ({e.msg})") from None
     except (ValueError, RecursionError, MemoryError):
         raise EvalError("not a valid expression") from None
-    c = _Compiler(variables)
+    c = _Compiler(variables, fold_env if fold_env is not None else Env({}))
     try:
         fn = c.build(tree)
     except RecursionError:
         raise EvalError("expression nested too deeply") from None
-    return Compiled(fn, frozenset(c.names), c.random, source.strip())
+    return Compiled(fn, frozenset(c.names), c.random, source)

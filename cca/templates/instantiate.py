@@ -5,26 +5,29 @@ distinct questions. An instance is kept only if its ``#answer`` is a number with
 finite decimal expansion and the solution's ``####`` value equals it. A template with
 fewer than 10 valid draws in its first 20,000 switches to :class:`sampling.Exhaustive`
 when its constrained variables all come from fixed lists and the enumeration fits a
-budget.
+budget. Drawing stops with a TemplateError once ``max_tries`` draws or ``time_limit``
+seconds are spent (the time limit is checked between draws and inside evaluation).
 """
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .evaluator import Env, EvalError, is_collection, wrap_item
+from .evaluator import Env, EvalError, EvalTimeout, is_collection, show, wrap_item
 from .parse import Template
 from .render import decode_value, encode_value, render_question, render_solution
 from .sampling import Exhaustive, answer_number, schedule, try_draw
-from .values import Worded, decimal_string, format_answer, is_number, norm_number, plain, render_value
+from .values import Worded, decimal_string, format_answer, is_number, norm_number, plain
 
 DEFAULT_MAX_TRIES = 1_000_000  # the rarest upstream template (p2/0005) needs ~400k for 50
 GIVE_UP_AFTER = 200_000       # ... but a template with no valid draw by then fails at once
 EXHAUSTIVE_AFTER = 20_000     # draws before a rare template may switch to Exhaustive
 EXHAUSTIVE_MIN_PASSED = 10    # ... which it does if fewer draws than this met the conditions
 EXHAUSTIVE_BUDGET = 200_000   # condition evaluations the enumeration may spend (~1 s)
+DEFAULT_TIME_LIMIT = 600.0    # seconds; the slowest upstream template needs ~20 s for 50
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,26 @@ def _rng(t: Template, seed: int) -> random.Random:
     return random.Random(f"{t.template_id}|{int(seed)}")
 
 
-def draw_instances(t: Template, n: int, seed: int, max_tries: int = DEFAULT_MAX_TRIES) -> list[Instance]:
+def draw_instances(t: Template, n: int, seed: int, max_tries: int = DEFAULT_MAX_TRIES,
+                   time_limit: float = DEFAULT_TIME_LIMIT) -> list[Instance]:
     """``n`` instances with distinct questions, deterministic for (template, n, seed).
 
     The draws for a smaller ``n`` are a prefix of those for a larger one. Raises
-    TemplateError when ``max_tries`` draws give fewer than ``n`` valid distinct ones.
+    TemplateError when ``max_tries`` draws give fewer than ``n`` valid distinct ones, or
+    when drawing takes longer than ``time_limit`` seconds.
     """
     if n < 0:
         raise ValueError("n must be >= 0")
+    try:
+        return _draw(t, n, seed, max_tries, time.monotonic() + time_limit)
+    except EvalTimeout:
+        raise t.error(f"drawing {n} instances took longer than the time limit of {time_limit:g} s; "
+                      "simplify its #init and #conditions, or pass a larger time_limit") from None
+
+
+def _draw(t: Template, n: int, seed: int, max_tries: int, deadline: float) -> list[Instance]:
     steps = schedule(t)
-    env = Env({}, _rng(t, seed))
+    env = Env({}, _rng(t, seed), deadline=deadline)
     seen, out = set(), []
     tries = errors = failed = mismatch = nonfinite = passed = 0
     first_error = first_mismatch = None
@@ -62,8 +75,10 @@ def draw_instances(t: Template, n: int, seed: int, max_tries: int = DEFAULT_MAX_
                           f"({failed} failed a condition, {nonfinite} had an answer without a finite "
                           f"decimal, {mismatch} had a solution disagreeing with #answer, "
                           f"{errors} raised errors{'; first: ' + first_error if first_error else ''})")
+        if time.monotonic() > deadline:
+            raise EvalTimeout("time limit reached")
         if tries == EXHAUSTIVE_AFTER and exhaustive is None and passed < EXHAUSTIVE_MIN_PASSED:
-            exhaustive = Exhaustive(t, EXHAUSTIVE_BUDGET)
+            exhaustive = Exhaustive(t, EXHAUSTIVE_BUDGET, deadline)
             if exhaustive.leaves == []:
                 raise t.error("no values satisfy all the conditions")
             if exhaustive.leaves is None:
@@ -93,7 +108,7 @@ def draw_instances(t: Template, n: int, seed: int, max_tries: int = DEFAULT_MAX_
             if not is_number(final) or norm_number(final) != ans:
                 mismatch += 1
                 if first_mismatch is None:
-                    first_mismatch = f"#### {render_value(final)} vs #answer {format_answer(ans)}"
+                    first_mismatch = f"#### {show(final, quote=False)} vs #answer {format_answer(ans)}"
                 continue
             question = render_question(t, values=env.vars)
             if question in seen:
@@ -132,6 +147,8 @@ def _same(a, b) -> bool:
         return a.text == b.text and _same(a.value, b.value)
     if is_number(a) and is_number(b):
         return norm_number(a) == norm_number(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):  # JSON turns tuples into lists
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
 
 
@@ -175,7 +192,7 @@ def verify_instance(t: Template, row: Mapping) -> list[str]:
             continue
         for name in s.targets:
             if not _in_domain(values[name], dom):
-                problems.append(f"{name}={render_value(values[name])!r} is not a value {s.line} can draw")
+                problems.append(f"{name}={show(values[name])} is not a value {s.line} can draw")
     for c in t.conditions:
         try:
             ok = plain(c.expr(env))
@@ -191,7 +208,7 @@ def verify_instance(t: Template, row: Mapping) -> list[str]:
         ans = answer_number(t, env)
         final = plain(t.final_hole.expr(env))
         if not is_number(final) or norm_number(final) != ans:
-            problems.append(f"the solution's #### gives {render_value(final)}, #answer {format_answer(ans)}")
+            problems.append(f"the solution's #### gives {show(final, quote=False)}, #answer {format_answer(ans)}")
         if "answer" in row and str(row["answer"]) != format_answer(ans):
             problems.append(f"answer {row['answer']!r} != {format_answer(ans)!r} from #answer")
         if "answer_value" in row and row["answer_value"] is not None:

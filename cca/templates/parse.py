@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CCAError
-from .evaluator import Compiled, EvalError, dotted_name, compile_expr
+from .evaluator import Compiled, Env, EvalError, dotted_name, compile_expr
 
 
 class TemplateError(CCAError, ValueError):
@@ -48,7 +48,9 @@ class Line:
     text: str
 
     def __str__(self):
-        return f"{self.field} line {self.number} `{self.text.strip()}`"
+        text = self.text.strip()
+        text = text if len(text) <= 200 else text[:200] + "..."
+        return f"{self.field} line {self.number} `{text}`"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Template:
         return _err(self.template_id, problem, line)
 
 
-_SLOT_RE = re.compile(r"\{\s*([A-Za-z_]\w*)\s*,\s*([^{}]*?)\s*\}")
+_SLOT_RE = re.compile(r"\{\s*([A-Za-z_]\w*)\s*,([^{}]*)\}")  # default stripped after: no backtracking
 _TARGETS_RE = re.compile(r"^(\$?[A-Za-z_]\w*(?:\s*,\s*\$?[A-Za-z_]\w*)*)\s*=(?!=)\s*(.+)$")
 _SECTION_RE = re.compile(r"^#\s*(init|conditions|answer)\b\s*[:=]?\s*(.*)$")
 
@@ -139,9 +141,9 @@ def _err(tid, problem, line=None):
     return TemplateError(f"template {tid}:{where} {problem}")
 
 
-def _compile(tid, source, variables, line, random_ok=True):
+def _compile(tid, source, variables, line, fold_env, random_ok=True):
     try:
-        c = compile_expr(strip_dollars(source), variables)
+        c = compile_expr(strip_dollars(source), variables, fold_env)
     except EvalError as e:
         raise _err(tid, str(e), line) from None
     if c.random and not random_ok:
@@ -153,7 +155,7 @@ def _parse_body(tid, body, variables):
     parts, pos = [], 0
     for m in _SLOT_RE.finditer(body):
         parts.append(body[pos:m.start()])
-        var, default = m.group(1), m.group(2)
+        var, default = m.group(1), m.group(2).strip()
         k = body.count("\n", 0, m.start())
         line = Line("question_annotated", k + 1, body.split("\n")[k])
         if var not in variables:
@@ -170,7 +172,7 @@ def _parse_body(tid, body, variables):
     return tuple(p for p in parts if p != "")
 
 
-def _parse_solution(tid, text, variables):
+def _parse_solution(tid, text, variables, fold_env):
     lines = text.split("\n")
     pieces = []
     hole_re = re.compile(r"\{([^{}]*)\}")
@@ -182,7 +184,7 @@ def _parse_solution(tid, text, variables):
             src = m.group(1).strip()
             if not src:
                 raise _err(tid, "empty {} in the solution template", line)
-            expr = _compile(tid, src, variables, line, False)
+            expr = _compile(tid, src, variables, line, fold_env, False)
             bare = strip_dollars(src) if re.fullmatch(r"\$?[A-Za-z_]\w*", src) else None
             pieces.append(Hole(expr, line, bare))
             pos = m.end()
@@ -206,7 +208,7 @@ def _parse_solution(tid, text, variables):
     return tuple(p for p in merged if p != ""), holes[0]
 
 
-def _domain(src, variables):
+def _domain(src, variables, fold_env):
     """For `sample(X)`, `sample(X, k)`, `sample_sequential(X, k)` or a plain X: X, if it is fixed."""
     tree = ast.parse(src.strip(), mode="eval").body
     uniform = True
@@ -218,7 +220,7 @@ def _domain(src, variables):
         tree = _drop_shuffles(tree)
     src = ast.unparse(tree)
     try:
-        c = compile_expr(src, variables)
+        c = compile_expr(src, variables, fold_env)
     except EvalError:
         return None, False
     return (c, uniform) if not c.names and not c.random else (None, False)
@@ -257,13 +259,13 @@ def _drop_shuffles(tree):
     return tree
 
 
-def _eq_diff(src, variables):
+def _eq_diff(src, variables, fold_env):
     """(lhs - rhs, the variables it is linear in) for a ``lhs == rhs`` condition."""
     tree = ast.parse(src.strip(), mode="eval").body
     if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], ast.Eq):
         diff = ast.BinOp(tree.left, ast.Sub(), tree.comparators[0])
         try:
-            c = compile_expr(ast.unparse(diff), variables)
+            c = compile_expr(ast.unparse(diff), variables, fold_env)
         except EvalError:
             return None, frozenset()
         return c, frozenset(v for v in c.names if _linear(diff, v) == "lin")
@@ -338,13 +340,14 @@ def parse_template(data: dict, template_id: str, path: str = "") -> Template:
         parsed_init.append((tnames, tuple(t.startswith("$") for t in names), m.group(2), line))
     variables = frozenset(targets)
 
-    init = tuple(InitStmt(t, num, _compile(tid, src, variables, line), line,
-                          *_domain(strip_dollars(src), variables)) for t, num, src, line in parsed_init)
-    conditions = tuple(Condition(_compile(tid, src, variables, line, False), line,
-                                 *_eq_diff(strip_dollars(src), variables)) for src, line in cond_items)
-    answer_expr = _compile(tid, answer_src, variables, answer_line, False)
+    fold = Env({})  # one work budget for all the constant parts of the template
+    init = tuple(InitStmt(t, num, _compile(tid, src, variables, line, fold), line,
+                          *_domain(strip_dollars(src), variables, fold)) for t, num, src, line in parsed_init)
+    conditions = tuple(Condition(_compile(tid, src, variables, line, fold, False), line,
+                                 *_eq_diff(strip_dollars(src), variables, fold)) for src, line in cond_items)
+    answer_expr = _compile(tid, answer_src, variables, answer_line, fold, False)
     body_parts = _parse_body(tid, body, variables)
-    solution, final_hole = _parse_solution(tid, data["answer_annotated"], variables)
+    solution, final_hole = _parse_solution(tid, data["answer_annotated"], variables, fold)
     id_orig = data.get("id_orig")
     return Template(
         template_id=tid, path=str(path), question=str(data.get("question", "")),

@@ -32,8 +32,11 @@ def encode_value(v):
         v = norm_number(v)
         if isinstance(v, int):
             return v
-        f = float(v)
-        return f if Fraction(repr(f)) == v else {"fraction": f"{v.numerator}/{v.denominator}"}
+        try:
+            f = float(v)
+        except OverflowError:  # beyond any float: only the exact fraction can say it
+            f = None
+        return f if f is not None and Fraction(repr(f)) == v else {"fraction": f"{v.numerator}/{v.denominator}"}
     if isinstance(v, (list, tuple, range)):
         return [encode_value(x) for x in v]
     raise TypeError(f"cannot encode {v!r}")

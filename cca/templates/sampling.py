@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .evaluator import Env, EvalError, is_collection, wrap_item
+from .evaluator import Env, EvalError, is_collection, show, wrap_item
 from .parse import Template
-from .values import is_number, norm_number, plain, render_value
+from .values import is_number, norm_number, plain
 
 MAX_LEAVES = 1_000_000
 
@@ -127,7 +127,7 @@ def assign(stmt, env: Env):
         return
     v = plain(v)
     if not isinstance(v, (list, tuple)) or len(v) != len(stmt.targets):
-        raise EvalError(f"needs {len(stmt.targets)} values to unpack, got {render_value(v)!r}")
+        raise EvalError(f"needs {len(stmt.targets)} values to unpack, got {show(v)}")
     for name, x in zip(stmt.targets, v):
         env.vars[name] = wrap_item(x)
 
@@ -142,7 +142,7 @@ class Exhaustive:
     distribution as rejection sampling, and draws the unconstrained variables as usual.
     """
 
-    def __init__(self, t: Template, budget: int):
+    def __init__(self, t: Template, budget: int, deadline: float | None = None):
         constrained = set()
         for c in t.conditions:
             constrained |= c.expr.names
@@ -156,7 +156,7 @@ class Exhaustive:
         self.after = [[] for _ in range(len(self.stmts) + 1)]
         for c in t.conditions:
             self.after[max((pos[v] + 1 for v in c.expr.names), default=0)].append(c)
-        env = Env({})
+        env = Env({}, deadline=deadline)
         try:
             self.domains = [s.domain(env) for s in self.stmts]
         except EvalError:
@@ -233,7 +233,7 @@ class Exhaustive:
 
         try:
             rec(0)
-        except OverflowError:
+        except (OverflowError, RecursionError):  # over budget, or too many variables to recurse
             return None
         return leaves
 
@@ -251,8 +251,13 @@ class Exhaustive:
 def answer_number(t, env):
     a = plain(t.answer_expr(env))
     if not is_number(a):
-        raise EvalError(f"#answer is not a number: {render_value(a)!r}")
-    return norm_number(a)
+        raise EvalError(f"#answer is not a number: {show(a)}")
+    a = norm_number(a)
+    try:
+        float(a)
+    except OverflowError:
+        raise EvalError(f"#answer {show(a)} is too large (beyond a float's range)") from None
+    return a
 
 
 def _step_line(kind, x):

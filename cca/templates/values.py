@@ -165,6 +165,7 @@ def _words_to_int(s: str) -> int | None:
 
 _NUM_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _FRAC_RE = re.compile(r"^([+-]?\d+)\s*/\s*(\d+)$")
+MAX_QUANTITY_CHARS = 200
 
 
 def parse_quantity(text: str):
@@ -176,6 +177,8 @@ def parse_quantity(text: str):
     ``two-thirds``, ``three quarters``).
     """
     s = " ".join(text.strip().lower().split())
+    if len(s) > MAX_QUANTITY_CHARS:  # no quantity is written that long (int() refuses over 4300 digits)
+        return None
     s = re.sub(r"(?<=\d)[ ,](?=\d{3}\b)", "", s)
     if _NUM_RE.match(s):
         return norm_number(Fraction(s))

@@ -7,6 +7,7 @@ schema is applied here for the command line and for the per-model settings
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
+@functools.cache
 def _schema() -> dict:
+    """The schema, read once (model_settings validates against it for every rule's params)."""
     return yaml.safe_load(SCHEMA.read_text())
 
 

@@ -1,11 +1,25 @@
-"""Scaling out: the memory arithmetic and the resources each rule group asks for."""
+"""Scaling out: the memory arithmetic, the resources each rule asks for, and the Snakemake profiles.
+
+The dry runs plan the tiny configuration; nothing is built."""
 import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from cca.config import ROOT, load_config, model_settings
-from cca.scaling import (ARCHITECTURES, GIB, default_gpus, default_resources, rule_resources, rule_threads,
+from cca.scaling import (ARCHITECTURES, GIB, GROUPS, default_gpus, default_resources, rule_resources, rule_threads,
                          stage_memory)
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
+TINY = Path(__file__).parent / "data" / "config_tiny.yaml"
+PROFILES = ROOT / "workflow" / "profiles"
+# the rules call `python -m cca.cli` and the Snakefile imports cca: both must see this checkout
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +100,75 @@ def test_config_replaces_the_defaults(paper):
     assert set(default_resources("table", s)) == {"gpu", "mem_mb", "runtime"}
     with pytest.raises(ValueError, match="unknown rule group"):
         default_resources("tables", s)
+
+
+def test_the_schema_lists_every_rule_group():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["$defs"]["profile"]["properties"]["resources"]["properties"]) == set(GROUPS)
+
+
+# --- dry runs: the profiles and the resources each rule asks for ---------------------------------------------------
+
+def snakemake(workdir, *args):
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "-n", *args], capture_output=True, text=True,
+                          timeout=300, env=ENV)
+    assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def planned_jobs(output: str) -> list[dict]:
+    """Each job of a dry run: rule, wildcards, resources (name -> value)."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", output)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        wildcards = re.search(r"^    wildcards: (.*)$", block, re.M)
+        resources = re.search(r"^    resources: (.*)$", block, re.M)
+        jobs.append({"rule": rule, "wildcards": dict(p.split("=", 1) for p in wildcards.group(1).split(", "))
+                     if wildcards else {},
+                     "resources": dict(p.split("=", 1) for p in resources.group(1).split(", ")) if resources else {}})
+    return jobs
+
+
+def asked(jobs, rule, model="tiny-llama", **wildcards):
+    """The resources of the first planned job of ``rule`` for ``model`` (and the given wildcards)."""
+    for job in jobs:
+        w = job["wildcards"]
+        if job["rule"] == rule and w.get("model") == model and all(w.get(k) == v for k, v in wildcards.items()):
+            return job["resources"]
+    raise AssertionError(f"no planned job of rule {rule} for {model} {wildcards}")
+
+
+def workdir_with(tmp_path, mutate=None):
+    cfg = yaml.safe_load(TINY.read_text())
+    if mutate:
+        mutate(cfg)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profiles_name_only_snakemake_options(profile):
+    from snakemake.cli import get_argument_parser
+
+    options = {s for action in get_argument_parser()._actions for s in action.option_strings}
+    keys = yaml.safe_load((PROFILES / profile / "config.yaml").read_text())
+    assert keys and not [k for k in keys if f"--{k}" not in options]
+
+
+def test_local_profile_plans_the_whole_dag_with_each_groups_resources(tmp_path):
+    jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "local"),
+                                  "results/tiny-llama/table.csv"))
+    assert len(jobs) == 49
+    assert all({"gpu", "mem_mb", "runtime"} <= set(j["resources"]) for j in jobs)
+    # the tiny profile generates with Hugging Face on the CPU: no rule asks for a GPU
+    assert {j["resources"]["gpu"] for j in jobs} == {"0"}
+    assert asked(jobs, "table")["runtime"] == "30"
+    assert asked(jobs, "targeted_update")["runtime"] == "1440"
+
+
+def test_slurm_profile_plans_the_whole_dag(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
+    jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "slurm"),
+                                  "results/tiny-llama/table.csv"))
+    assert len(jobs) == 49
+    assert asked(jobs, "targeted_update")["runtime"] == "1440" and asked(jobs, "table")["gpu"] == "0"

@@ -19,7 +19,9 @@ rule dcm_mask:
         neurons=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.neurons.png",
     params:
         settings=dcm_settings,
-    threads: workflow.cores
+    threads: group_threads("dcm")
+    resources:
+        **group_resources("dcm"),
     log:
         log_path("dcm_{method}_seed{seed}_lambda{lam}"),
     benchmark:

@@ -64,7 +64,9 @@ rule evaluate_original_math:
         robustness=robustness_flag,
         # the greedy traces hold the test split's completions when generated in the evaluation dtype
         reuse=lambda w, input: f"--greedy {input.greedy}",
-    threads: workflow.cores
+    threads: group_threads("evaluation")
+    resources:
+        **group_resources("evaluation"),
     log:
         log_path("math_original_seed{seed}"),
     benchmark:
@@ -90,7 +92,9 @@ rule evaluate_math:
         settings=eval_settings,
         robustness=robustness_flag,
         reuse=lambda w, input: f"--update {input.run_summary} --reuse {input.original}",
-    threads: workflow.cores
+    threads: group_threads("evaluation")
+    resources:
+        **group_resources("evaluation"),
     log:
         log_path("math_{run}_seed{seed}"),
     benchmark:
@@ -108,7 +112,9 @@ rule evaluate_original_general:
         f"{RESULTS}/{{model}}/seed{{seed}}/original/general.parquet",
     params:
         settings=general_settings,
-    threads: workflow.cores
+    threads: group_threads("general")
+    resources:
+        **group_resources("general"),
     log:
         log_path("general_original_seed{seed}"),
     benchmark:
@@ -129,7 +135,9 @@ rule evaluate_general:
         f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/general.parquet",
     params:
         settings=general_settings,
-    threads: workflow.cores
+    threads: group_threads("general")
+    resources:
+        **group_resources("general"),
     log:
         log_path("general_{run}_seed{seed}"),
     benchmark:
@@ -156,7 +164,9 @@ rule lora_baseline:
         merged=directory(f"{RESULTS}/{{model}}/seed{{seed}}/lora/merged"),
     params:
         settings=lora_settings,
-    threads: workflow.cores
+    threads: group_threads("lora")
+    resources:
+        **group_resources("lora"),
     log:
         log_path("lora_seed{seed}"),
     benchmark:
@@ -203,6 +213,9 @@ rule table:
     params:
         settings=table_settings,
         results=lambda w: f"{RESULTS}/{w.model}",
+    threads: group_threads("table")
+    resources:
+        **group_resources("table"),
     log:
         log_path("table"),
     conda:

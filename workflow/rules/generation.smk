@@ -22,7 +22,9 @@ rule greedy_traces:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
     params:
         settings=stage_settings("generation", "task"),
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads("generation")  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources("generation"),
     log:
         log_path("greedy_traces"),
     benchmark:
@@ -41,6 +43,9 @@ rule base_accuracy:
         f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
     params:
         threshold=lambda w: settings(w)["template_filter"]["max_base_accuracy"],
+    threads: group_threads("data")
+    resources:
+        **group_resources("data"),
     log:
         log_path("base_accuracy"),
     conda:
@@ -60,7 +65,9 @@ rule opposite_traces:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
     params:
         settings=stage_settings("generation", "sampling"),
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads("generation")  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources("generation"),
     log:
         log_path("opposite_traces_seed{seed}"),
     benchmark:

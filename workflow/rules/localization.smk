@@ -11,6 +11,11 @@ def localization_settings(wildcards):
     return shlex.quote(json.dumps({"generation": s["generation"], "localization": loc}, sort_keys=True))
 
 
+def localization_group(wildcards):
+    """The branching search generates (a model job); prefix localization reads traces only."""
+    return "localization" if wildcards.method == "branching" else "data"
+
+
 rule error_localization:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
@@ -21,7 +26,9 @@ rule error_localization:
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.summary.json",
     params:
         settings=localization_settings,
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads(localization_group)  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources(localization_group),
     log:
         log_path("error_localization_{method}_seed{seed}"),
     benchmark:

@@ -46,7 +46,9 @@ rule targeted_update:
         settings=stage_settings("update", "generation"),
         masks=lambda wildcards, input: " ".join(input.masks),
         variant="mask",
-    threads: workflow.cores
+    threads: group_threads("update")
+    resources:
+        **group_resources("update", "mask"),
     log:
         log_path("update_{method}_mask_seed{seed}"),
     benchmark:
@@ -66,7 +68,9 @@ rule full_update:
         settings=stage_settings("update", "generation"),
         masks="",
         variant="nomask",
-    threads: workflow.cores
+    threads: group_threads("update")
+    resources:
+        **group_resources("update", "nomask"),
     log:
         log_path("update_{method}_nomask_seed{seed}"),
     benchmark:

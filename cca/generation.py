@@ -153,7 +153,7 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int = 4096, seed: int = 0,
                  memory_fraction: float | None = None, enforce_eager: bool | None = None,
-                 max_num_seqs: int | None = None):
+                 max_num_seqs: int | None = None, tensor_parallel_size: int = 1):
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -178,10 +178,12 @@ class VLLMBackend:
             # Measured on 2 CPU cores with gemma-3-270m: 256 concurrent 700-token prompts ran 3x slower
             # than batches of 64 (the KV cache fills and requests are preempted and recomputed).
             max_num_seqs = 64 if on_cpu else 256
+        # tensor parallelism only when asked for: the engine's arguments stay as they were otherwise
+        parallel = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}
         self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
                        enable_prefix_caching=True, gpu_memory_utilization=memory_fraction,
                        enforce_eager=on_cpu if enforce_eager is None else enforce_eager, max_num_seqs=max_num_seqs,
-                       kv_cache_memory_bytes=kv_bytes)
+                       kv_cache_memory_bytes=kv_bytes, **parallel)
         self.tokenizer = self.llm.get_tokenizer()
         hf_config = self.llm.llm_engine.model_config.hf_config
         self.eos = eos_token_ids(self.tokenizer, getattr(self.llm.llm_engine, "generation_config_fields", None))
@@ -213,8 +215,10 @@ def _progress() -> bool:
 
 
 def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16", max_model_len: int = 4096,
-                 seed: int = 0, max_num_seqs: int | None = None, **_ignored) -> Backend:
-    """A backend over a prepared checkpoint (``results/<model>/checkpoint``)."""
+                 seed: int = 0, max_num_seqs: int | None = None, tensor_parallel_size: int = 1,
+                 **_ignored) -> Backend:
+    """A backend over a prepared checkpoint (``results/<model>/checkpoint``): vLLM on
+    ``tensor_parallel_size`` GPUs, or Hugging Face."""
     from .models import checkpoint_path
 
     if backend == "vllm":
@@ -224,7 +228,7 @@ def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16",
             raise CCAError("generation.backend is vllm but vLLM is not installed: make install (CPU) or "
                            "make install EXTRA=gpu, or set generation.backend: hf in config.yaml") from e
         return VLLMBackend(checkpoint_path(checkpoint_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
-                           max_num_seqs=max_num_seqs)
+                           max_num_seqs=max_num_seqs, tensor_parallel_size=tensor_parallel_size)
     if backend == "hf":
         from .models import load_model
 

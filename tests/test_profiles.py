@@ -1,11 +1,13 @@
-"""Scaling out: the memory arithmetic, the resources each rule asks for, and the Snakemake profiles.
+"""Scaling out: the memory arithmetic, the resources each rule asks for, the Snakemake profiles, and vLLM
+tensor parallelism.
 
-The dry runs plan the tiny configuration; nothing is built."""
+The dry runs plan the tiny configuration; nothing is built and no engine is started."""
 import copy
 import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,37 @@ def test_slurm_profile_plans_the_whole_dag(tmp_path):
                                   "results/tiny-llama/table.csv"))
     assert len(jobs) == 49
     assert asked(jobs, "targeted_update")["runtime"] == "1440" and asked(jobs, "table")["gpu"] == "0"
+
+
+# --- vLLM tensor parallelism -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """A stand-in for vLLM that records the engine's arguments (no engine starts)."""
+    calls = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls.append(kwargs)
+            config = types.SimpleNamespace(hf_config=types.SimpleNamespace(eos_token_id=1))
+            self.llm_engine = types.SimpleNamespace(model_config=config)
+
+        def get_tokenizer(self):
+            return types.SimpleNamespace(eos_token_id=2)
+
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: False)
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, platforms=platforms))
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    return calls
+
+
+def test_tensor_parallel_size_reaches_the_vllm_engine(fake_vllm, tmp_path):
+    from cca.generation import open_backend
+
+    (tmp_path / "config.json").write_text("{}")
+    gen = {"backend": "vllm", "dtype": "bfloat16", "max_new_tokens": 8, "max_model_len": 512}
+    open_backend(tmp_path, seed=0, **gen)
+    open_backend(tmp_path, seed=0, **gen, tensor_parallel_size=4)
+    assert "tensor_parallel_size" not in fake_vllm[0]     # absent: the engine's arguments as before
+    assert fake_vllm[1]["tensor_parallel_size"] == 4

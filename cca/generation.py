@@ -105,6 +105,12 @@ class HFBackend:
         self.eos = eos_token_ids(tokenizer, model.generation_config)
         self.max_len = getattr(model.config, "max_position_embeddings", None) or 4096
 
+    @property
+    def device(self):
+        from .models import input_device
+
+        return input_device(self.model)
+
     def generate(self, prompts, spec: SamplingSpec) -> list[list[Completion]]:
         import torch
 
@@ -114,8 +120,8 @@ class HFBackend:
         for start in range(0, len(prompts), self.batch_size):
             batch = [list(p) for p in prompts[start:start + self.batch_size]]
             width = max(map(len, batch))
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
             kwargs = dict(max_new_tokens=spec.max_new_tokens, pad_token_id=pad, eos_token_id=sorted(self.eos),
                           stop_strings=list(spec.stop), tokenizer=self.tokenizer, num_return_sequences=spec.n)
             if spec.greedy:

@@ -113,6 +113,11 @@ def load_model(checkpoint_dir: str | Path, dtype: str = "float32", device: str =
     return model, tokenizer
 
 
+def input_device(model):
+    """Where a model's input ids go: the device of its input embedding (the first GPU of a spread model)."""
+    return model.get_input_embeddings().weight.device
+
+
 def _prepare_embedded(spec: ModelSpec, out: Path) -> str:
     import importlib
 

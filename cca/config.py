@@ -113,6 +113,7 @@ def model_settings(config: dict, model: str, source: str = "config.yaml") -> dic
     settings["model"] = model
     settings["path"] = entry.get("path")
     settings["repo_id"] = entry.get("repo_id")
+    settings["device_map"] = entry.get("device_map")
     return settings
 
 

@@ -222,9 +222,9 @@ def _progress() -> bool:
 
 def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16", max_model_len: int = 4096,
                  seed: int = 0, max_num_seqs: int | None = None, tensor_parallel_size: int = 1,
-                 **_ignored) -> Backend:
+                 device_map: str | None = None, **_ignored) -> Backend:
     """A backend over a prepared checkpoint (``results/<model>/checkpoint``): vLLM on
-    ``tensor_parallel_size`` GPUs, or Hugging Face."""
+    ``tensor_parallel_size`` GPUs, or Hugging Face on the CPU or spread by ``device_map``."""
     from .models import checkpoint_path
 
     if backend == "vllm":
@@ -238,7 +238,7 @@ def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16",
     if backend == "hf":
         from .models import load_model
 
-        model, tokenizer = load_model(checkpoint_dir, dtype="float32")
+        model, tokenizer = load_model(checkpoint_dir, dtype="float32", device_map=device_map)
         b = HFBackend(model, tokenizer, seed=seed)
         b.max_len = min(b.max_len, max_model_len)
         return b

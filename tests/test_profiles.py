@@ -1,7 +1,7 @@
-"""Scaling out: the memory arithmetic, the resources each rule asks for, the Snakemake profiles, and vLLM
-tensor parallelism.
+"""Scaling out: the memory arithmetic, the resources each rule asks for, the Snakemake profiles, and the
+settings that place a model on GPUs (vLLM tensor parallelism, a Hugging Face device_map).
 
-The dry runs plan the tiny configuration; nothing is built and no engine is started."""
+The dry runs plan the tiny configuration; nothing is built and no engine or real model is started."""
 import copy
 import os
 import re
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cca.config import ROOT, load_config, model_settings
+from cca.config import ROOT, load_config, model_settings, validate_config
+from cca.errors import CCAError
 from cca.scaling import (ARCHITECTURES, GIB, GROUPS, default_gpus, default_resources, rule_resources, rule_threads,
                          stage_memory)
 
@@ -168,6 +169,33 @@ def test_local_profile_plans_the_whole_dag_with_each_groups_resources(tmp_path):
     assert asked(jobs, "targeted_update")["runtime"] == "1440"
 
 
+def test_resources_follow_the_config(tmp_path):
+    def mutate(cfg):
+        cfg["profiles"]["tiny"]["generation"].update(backend="vllm", tensor_parallel_size=2)
+        cfg["profiles"]["tiny"]["resources"] = {"generation": {"mem_mb": 12345, "runtime": 77},
+                                                "table": {"mem_mb": 2048}}
+        cfg["models"]["tiny-llama"]["device_map"] = "auto"
+
+    out = snakemake(workdir_with(tmp_path, mutate), "--profile", str(PROFILES / "local"),
+                    "results/tiny-llama/table.csv", "results/tiny-gsm/table.csv")
+    jobs = planned_jobs(out)
+    assert {k: asked(jobs, "greedy_traces")[k] for k in ("gpu", "mem_mb", "runtime")} == \
+        {"gpu": "2", "mem_mb": "12345", "runtime": "77"}
+    assert asked(jobs, "opposite_traces", model="tiny-gsm")["gpu"] == "2"
+    assert asked(jobs, "error_localization", method="branching")["gpu"] == "2"
+    assert asked(jobs, "error_localization", method="prefix")["gpu"] == "0"   # reads traces only
+    assert asked(jobs, "table")["gpu"] == "0" and asked(jobs, "table")["mem_mb"] == "2048"
+    # tiny-llama has a device_map: its Hugging Face stages go to GPUs (the update keeps 2 for vLLM)
+    assert asked(jobs, "dcm_mask")["gpu"] == "1"
+    assert asked(jobs, "targeted_update")["gpu"] == "3"
+    assert asked(jobs, "dcm_mask", model="tiny-gsm")["gpu"] == "0"       # no device_map: on the CPU
+    assert asked(jobs, "full_update", model="tiny-gsm")["gpu"] == "2"    # the validation engine only
+    # the device_map enters the settings of tiny-llama's Hugging Face stages, not those of tiny-gsm
+    dcm = [line for line in out.splitlines() if line.startswith("Shell command:") and " dcm " in line]
+    assert {"results/tiny-gsm/" in line for line in dcm} == {True, False}
+    assert all(('"device_map": "auto"' in line) == ("results/tiny-llama/" in line) for line in dcm)
+
+
 def test_slurm_profile_plans_the_whole_dag(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
     jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "slurm"),
@@ -176,7 +204,7 @@ def test_slurm_profile_plans_the_whole_dag(tmp_path):
     assert asked(jobs, "targeted_update")["runtime"] == "1440" and asked(jobs, "table")["gpu"] == "0"
 
 
-# --- vLLM tensor parallelism -----------------------------------------------------------------------------------------
+# --- placing the model: vLLM tensor parallelism, a Hugging Face device_map ----------------------------------------
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
@@ -208,3 +236,63 @@ def test_tensor_parallel_size_reaches_the_vllm_engine(fake_vllm, tmp_path):
     open_backend(tmp_path, seed=0, **gen, tensor_parallel_size=4)
     assert "tensor_parallel_size" not in fake_vllm[0]     # absent: the engine's arguments as before
     assert fake_vllm[1]["tensor_parallel_size"] == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from cca.models import prepare_model
+
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint"
+    prepare_model("tiny-llama", path)
+    return path
+
+
+def test_device_map_reaches_from_pretrained(tiny_checkpoint, monkeypatch):
+    import transformers
+
+    from cca.models import input_device, load_model
+
+    real = transformers.AutoModelForCausalLM.from_pretrained
+    seen = []
+
+    def recording(path, **kwargs):
+        seen.append(kwargs)
+        return real(path, dtype=kwargs["dtype"])   # on the CPU: this machine has no GPU to spread over
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", recording)
+    model, _ = load_model(tiny_checkpoint, device_map="auto")
+    assert seen[-1]["device_map"] == "auto" and seen[-1]["max_memory"] is None
+    load_model(tiny_checkpoint)
+    assert "device_map" not in seen[-1]
+    assert str(input_device(model)) == "cpu"
+
+
+def test_update_leaves_the_validation_engines_gpus_free(tiny_checkpoint, monkeypatch):
+    import cca.models
+    from cca.cli_stages import load_trained_model
+
+    seen = []
+    monkeypatch.setattr(cca.models, "load_model", lambda path, **kwargs: seen.append(kwargs))
+    gen = {"backend": "vllm", "max_new_tokens": 8, "tensor_parallel_size": 2}
+    load_trained_model(tiny_checkpoint, {"generation": gen, "device_map": "auto"})
+    load_trained_model(tiny_checkpoint, {"generation": {**gen, "backend": "hf"}, "device_map": None})
+    assert seen == [{"dtype": "float32", "device_map": "auto", "skip_gpus": 2},
+                    {"dtype": "float32", "device_map": None, "skip_gpus": 0}]
+
+
+def test_no_gpu_left_for_the_model_is_a_clear_error(tiny_checkpoint, monkeypatch):
+    import torch
+
+    from cca.models import load_model
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(CCAError, match="sees 1 GPU.*validation engine takes 1"):
+        load_model(tiny_checkpoint, device_map="auto", skip_gpus=1)
+
+
+def test_device_map_is_one_of_accelerates_strategies():
+    cfg = load_config(TINY)
+    assert model_settings(cfg, "tiny-llama")["device_map"] is None
+    cfg["models"]["tiny-llama"]["device_map"] = "everywhere"
+    with pytest.raises(CCAError, match="device_map"):
+        validate_config(cfg)

@@ -43,6 +43,12 @@ def settings_of(model):
         raise WorkflowError(str(e))
 
 
+def placement(s, hf):
+    """For the settings JSON of a stage: the model's device_map when the stage loads it with Hugging Face
+    (``hf``) and one is set; nothing otherwise, so the params of a model without one stay as they were."""
+    return {"device_map": s["device_map"]} if hf and s.get("device_map") else {}
+
+
 # once per model: cca.scaling reads the settings without changing them
 scheduled_settings = functools.cache(settings_of)
 

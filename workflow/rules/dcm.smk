@@ -4,7 +4,8 @@
 def dcm_settings(wildcards):
     """The DCM settings without the lambda list: adding or removing a lambda re-runs only its own mask."""
     s = settings(wildcards)
-    return shlex.quote(json.dumps({"dcm": {k: v for k, v in s["dcm"].items() if k != "lambdas"}}, sort_keys=True))
+    picked = {"dcm": {k: v for k, v in s["dcm"].items() if k != "lambdas"}, **placement(s, True)}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
 rule dcm_mask:

@@ -22,7 +22,7 @@ def robustness_flag(wildcards, input):
 def eval_settings(wildcards):
     s = settings(wildcards)
     picked = {"generation": s["generation"], "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")},
-              "splits": s["splits"], "task": s["task_config"]}
+              "splits": s["splits"], "task": s["task_config"], **placement(s, s["generation"]["backend"] == "hf")}
     return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
@@ -30,16 +30,16 @@ def lora_settings(wildcards):
     """What the LoRA baseline depends on: its own section, generation and validation dtype, the task."""
     s = settings(wildcards)
     picked = {"lora": s["lora"], "generation": s["generation"], "task": s["task_config"],
-              "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")}}
+              "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")}, **placement(s, True)}
     return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
 def general_settings(wildcards):
     """What one general evaluation depends on: not which seeds or configurations get one, nor the table's
     bootstrap (changing those re-runs no evaluation)."""
-    g = {k: v for k, v in (settings(wildcards).get("general") or {}).items()
-         if k not in ("seeds", "configurations", "bootstrap_iters")}
-    return shlex.quote(json.dumps({"general": g}, sort_keys=True))
+    s = settings(wildcards)
+    g = {k: v for k, v in (s.get("general") or {}).items() if k not in ("seeds", "configurations", "bootstrap_iters")}
+    return shlex.quote(json.dumps({"general": g, **placement(s, True)}, sort_keys=True))
 
 
 MATH_SHELL = (

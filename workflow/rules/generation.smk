@@ -1,14 +1,16 @@
 # Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces.
 
 
-def stage_settings(*keys):
-    """Params: the JSON of just the settings a rule depends on (a change re-runs only that rule and after)."""
+def stage_settings(*keys, hf_model=False):
+    """Params: the JSON of just the settings a rule depends on (a change re-runs only that rule and after);
+    ``hf_model``: the stage loads the model with Hugging Face (as generation does with the hf backend)."""
 
     def get(wildcards):
         s = settings(wildcards)
         picked = {k: s[k] for k in keys if k != "task"}
         if "task" in keys:
             picked["task"] = s["task_config"]
+        picked.update(placement(s, hf_model or s["generation"]["backend"] == "hf"))
         return shlex.quote(json.dumps(picked, sort_keys=True))
 
     return get

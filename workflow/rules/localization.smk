@@ -8,7 +8,8 @@ def localization_settings(wildcards):
     loc = dict(s["localization"])
     if loc.get("branching_search", "scan") != "bisect":
         loc.pop("bisect_points", None)
-    return shlex.quote(json.dumps({"generation": s["generation"], "localization": loc}, sort_keys=True))
+    picked = {"generation": s["generation"], "localization": loc, **placement(s, s["generation"]["backend"] == "hf")}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
 def localization_group(wildcards):

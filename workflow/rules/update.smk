@@ -43,7 +43,7 @@ rule targeted_update:
     output:
         **update_outputs("mask"),
     params:
-        settings=stage_settings("update", "generation"),
+        settings=stage_settings("update", "generation", hf_model=True),
         masks=lambda wildcards, input: " ".join(input.masks),
         variant="mask",
     threads: group_threads("update")
@@ -65,7 +65,7 @@ rule full_update:
     output:
         **update_outputs("nomask"),
     params:
-        settings=stage_settings("update", "generation"),
+        settings=stage_settings("update", "generation", hf_model=True),
         masks="",
         variant="nomask",
     threads: group_threads("update")

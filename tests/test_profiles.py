@@ -194,6 +194,9 @@ def test_resources_follow_the_config(tmp_path):
     dcm = [line for line in out.splitlines() if line.startswith("Shell command:") and " dcm " in line]
     assert {"results/tiny-gsm/" in line for line in dcm} == {True, False}
     assert all(('"device_map": "auto"' in line) == ("results/tiny-llama/" in line) for line in dcm)
+    greedy = [line for line in out.splitlines() if line.startswith("Shell command:") and "traces greedy" in line
+              and "results/tiny-llama/" in line]
+    assert greedy and '"device_map"' not in greedy[0]   # vLLM generation does not load the model with Hugging Face
 
 
 def test_slurm_profile_plans_the_whole_dag(tmp_path):

@@ -149,7 +149,7 @@ def _cmd_traces_greedy(args) -> None:
     s = _settings(args)
     gen = s["generation"]
     instances = read_parquet(args.instances)
-    backend = open_backend(args.checkpoint, seed=0, **gen)
+    backend = open_backend(args.checkpoint, seed=0, device_map=s.get("device_map"), **gen)
     prompts = tokenize_prompts(backend.tokenizer, prompt_texts(instances, s["task"], ROOT))
     instances = instances.assign(_prompt=prompts)
 
@@ -184,7 +184,7 @@ def _cmd_traces_opposite(args) -> None:
     split = read_parquet(args.splits)
     eligible = set(acc.loc[acc["train_eligible"], "template_id"])
     targets = split[(split["split"] == "train") & split["template_id"].isin(eligible)]
-    backend = open_backend(args.checkpoint, seed=args.seed, **gen)
+    backend = open_backend(args.checkpoint, seed=args.seed, device_map=s.get("device_map"), **gen)
 
     def work(chunk):
         return opposite_traces(backend, greedy, chunk, smp["num_samples"], smp["temperature"],
@@ -207,7 +207,7 @@ def _cmd_localize(args) -> None:
     greedy, opposite = read_parquet(args.greedy), read_parquet(args.opposite)
     pairs = pairs_table(greedy, opposite)
     if args.method == "branching" and len(pairs):
-        backend = open_backend(args.checkpoint, seed=0, **gen)
+        backend = open_backend(args.checkpoint, seed=0, device_map=s.get("device_map"), **gen)
         tokenizer = backend.tokenizer
     else:
         from transformers import AutoTokenizer

@@ -67,7 +67,7 @@ def cmd_evaluate_math(args, settings: dict) -> None:
             frames.append(greedy.loc[ids].reset_index().assign(set="test"))
             sources.append(f"test from {args.greedy}")
         if sets:
-            backend = open_backend(args.checkpoint, seed=0, **gen)
+            backend = open_backend(args.checkpoint, seed=0, device_map=settings.get("device_map"), **gen)
             for name, inst in sets.items():
                 prompts = tokenize_prompts(backend.tokenizer, prompt_texts(inst, settings["task"], ROOT))
                 rows = greedy_traces(backend, inst, prompts, gen["max_new_tokens"], backend.max_len)
@@ -102,12 +102,11 @@ def cmd_lora(args, settings: dict) -> None:
     import pandas as pd
     import torch
 
-    from .cli_stages import _torch_threads, _Validator
+    from .cli_stages import _torch_threads, _Validator, load_trained_model
     from .config import ROOT
     from .figures import validation_curves
     from .io import atomic_dir, read_parquet, write_json, write_parquet
     from .lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
-    from .models import load_model
     from .traces import prompt_texts, tokenize_prompts
 
     _torch_threads()
@@ -121,7 +120,7 @@ def cmd_lora(args, settings: dict) -> None:
         raise CCAError(f"no training instances for LoRA: {args.accuracy} has no template below the accuracy "
                        "threshold with train instances (template_filter.max_base_accuracy, splits.train)")
     torch.manual_seed(args.seed)
-    model, tokenizer = load_model(args.checkpoint, dtype="float32")
+    model, tokenizer = load_trained_model(args.checkpoint, settings)
     prompts = tokenize_prompts(tokenizer, prompt_texts(train, settings["task"], ROOT))
     completions = [tokenizer(solution_completion(t), add_special_tokens=False)["input_ids"]
                    for t in train["solution"]]
@@ -208,7 +207,7 @@ def cmd_evaluate_general(args, settings: dict) -> None:
         data_dir = data_dir if data_dir.is_absolute() else ROOT / data_dir
         configs = task_configs(data_dir, g["questions"], seed=g.get("subsample_seed", 0),
                                triviaqa_shots=g.get("triviaqa_shots", 5))
-        model, tokenizer = load_model(args.checkpoint, dtype="float32")
+        model, tokenizer = load_model(args.checkpoint, dtype="float32", device_map=settings.get("device_map"))
         df = evaluate(model, tokenizer, configs, batch_size=g.get("batch_size", 8))
         write_parquet(df, args.out)
         source = f"lm-evaluation-harness on {args.checkpoint}"

@@ -40,7 +40,7 @@ def cmd_dcm(args, settings: dict) -> None:
     _torch_threads()
     d = settings["dcm"]
     ex = _examples(args.dataset)
-    model, _ = load_model(args.checkpoint, dtype="float32")
+    model, _ = load_model(args.checkpoint, dtype="float32", device_map=settings.get("device_map"))
     cmap = component_map(model)
     cfg = DCMSettings(lam=args.lam, lr=d["lr"], epochs=d["epochs"], batch_size=d["batch_size"],
                       lr_step_size=d.get("lr_step_size", 5), lr_gamma=d.get("lr_gamma", 0.9),
@@ -73,6 +73,21 @@ def cmd_dcm(args, settings: dict) -> None:
     print(f"lambda {args.lam:g}: {res.n_selected}/{res.n_total} components selected ({meta['percent']:.3f}%) "
           f"by kind {meta['selected_by_kind']}, {res.epochs_run} epochs"
           f"{' (early stop)' if res.stopped_early else ''}, {seconds:.0f}s -> {out}")
+
+
+def load_trained_model(checkpoint, settings: dict):
+    """The model an update or LoRA trains, on the CPU or spread by the model's device_map; the job's first
+    tensor_parallel_size GPUs stay free for the vLLM engine that validates it."""
+    from .models import load_model
+
+    gen = settings["generation"]
+    engine = gen.get("tensor_parallel_size", 1) if gen["backend"] == "vllm" else 0
+    return load_model(checkpoint, dtype="float32", device_map=settings.get("device_map"), skip_gpus=engine)
+
+
+def host_copy(model) -> dict:
+    """The model's weights copied to the host (a w/o mask update keeps its base and best weights there)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def traces_match_validation(settings: dict) -> bool:
@@ -159,7 +174,6 @@ def cmd_update(args, settings: dict) -> None:
     from .figures import validation_curves
     from .io import atomic_dir, write_json, write_parquet
     from .mask_file import load_mask, selection_indices
-    from .models import load_model
     from .row_delta import attach, delta_tensors, detach, load_delta, merged
     from .update import Examples, train
 
@@ -183,9 +197,9 @@ def cmd_update(args, settings: dict) -> None:
                 raise CCAError(f"mask {path} selects no component: lower dcm.lambdas and re-run")
             masks.append((meta.get("lambda"), selected, meta))
     torch.manual_seed(args.seed)
-    model, tokenizer = load_model(args.checkpoint, dtype="float32")
+    model, tokenizer = load_trained_model(args.checkpoint, settings)
     cmap = component_map(model)
-    base_state = None if args.variant == "mask" else {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base_state = None if args.variant == "mask" else host_copy(model)
     validator = _Validator(args, settings, model, tokenizer)
     t0 = time.perf_counter()
     try:
@@ -213,7 +227,7 @@ def cmd_update(args, settings: dict) -> None:
                 for p in model.parameters():
                     p.requires_grad_(True)
                 params = [p for p in model.parameters()]
-                snapshot = lambda: {k: v.detach().clone() for k, v in model.state_dict().items()}  # noqa: E731
+                snapshot = lambda: host_copy(model)  # noqa: E731
             plain = {}
 
             def evaluate(step, w=wrapped):

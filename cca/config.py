@@ -24,7 +24,7 @@ MAX_DEPTH = 50        # levels of nesting
 
 @functools.cache
 def _schema() -> dict:
-    """The parsed schema (read once: parsing it took 30 ms, and model_settings needs it per call)."""
+    """The parsed schema (read once: model_settings validates against it for every rule's params)."""
     return yaml.safe_load(SCHEMA.read_text())
 
 
@@ -153,6 +153,7 @@ def model_settings(config: dict, model: str, source: str = "config.yaml") -> dic
     settings["model"] = model
     settings["path"] = entry.get("path")
     settings["repo_id"] = entry.get("repo_id")
+    settings["device_map"] = entry.get("device_map")
     return settings
 
 

@@ -31,6 +31,7 @@ import torch
 from .components import ComponentMap
 from .errors import CCAError
 from .gating import NNsightGates, hook_gates
+from .models import input_device
 from .shared_prefix import cache_view, common_prefix_length, decoder, pair_logit_difference, prefix_cache
 
 
@@ -90,7 +91,7 @@ class ExampleStates:
         if not middle:
             return self.shared
         with torch.no_grad():
-            out = decoder(self.model)(input_ids=torch.tensor([middle]), use_cache=True,
+            out = decoder(self.model)(input_ids=torch.tensor([middle], device=input_device(self.model)), use_cache=True,
                                       past_key_values=cache_view(self.shared) if self.shared is not None else None)
         return out.past_key_values
 
@@ -137,6 +138,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
         bar.close()
     nn_gates = NNsightGates(model, cmap) if settings.backend == "nnsight" else None
     body = decoder(model)
+    device = input_device(model)
     batches_per_epoch = math.ceil(n / settings.batch_size)
     patience = max(1, math.ceil(settings.early_stop_fraction * batches_per_epoch))
     history, last_count, flat, started = [], mask.numel(), 0, False
@@ -150,14 +152,14 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
             diffs = []
             with (hook_gates(model, cmap, scales) if nn_gates is None else nullcontext()):
                 for i in idx:   # one token per example on top of its cached states
-                    inputs = dict(input_ids=torch.tensor([[prefixes[i][-1]]]), past_key_values=states.get(i),
-                                  use_cache=True)
+                    inputs = dict(input_ids=torch.tensor([[prefixes[i][-1]]], device=device),
+                                  past_key_values=states.get(i), use_cache=True)
                     hidden = (nn_gates.hidden(scales, **inputs) if nn_gates is not None
                               else body(**inputs).last_hidden_state)
                     diffs.append(pair_logit_difference(model, hidden[:, -1], torch.tensor([desired[i]]),
                                                        torch.tensor([undesired[i]])))
             d = torch.cat(diffs)
-            loss = -d.mean() + settings.lam * mask.sum()
+            loss = -d.mean() + settings.lam * mask.sum().to(d.device)
             _check_finite(loss, f"epoch {epoch + 1}, batch {b + 1}")
             opt.zero_grad()
             loss.backward()

@@ -17,12 +17,12 @@ from .components import ComponentMap, GateSite
 def scale_last_position(x: torch.Tensor, scale: torch.Tensor, site: GateSite) -> torch.Tensor:
     """``x`` with its last position's components multiplied by ``scale`` (count,)."""
     if site.layout == "bhtd":                        # x: (batch, n, pos, head_dim)
-        last = x[:, :, -1:, :] * scale.view(1, -1, 1, 1).to(x.dtype)
+        last = x[:, :, -1:, :] * scale.view(1, -1, 1, 1).to(x.device, x.dtype)
         return torch.cat([x[:, :, :-1, :], last], dim=2)
     if site.layout == "bt(hd)":                      # x: (batch, pos, n * head_dim)
-        s = scale.to(x.dtype).repeat_interleave(site.width)
+        s = scale.to(x.device, x.dtype).repeat_interleave(site.width)
     else:                                            # "btf", x: (batch, pos, d_ff)
-        s = scale.to(x.dtype)
+        s = scale.to(x.device, x.dtype)
     last = x[:, -1:, :] * s
     return torch.cat([x[:, :-1, :], last], dim=1)
 

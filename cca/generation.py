@@ -105,6 +105,12 @@ class HFBackend:
         self.eos = eos_token_ids(tokenizer, model.generation_config)
         self.max_len = getattr(model.config, "max_position_embeddings", None) or 4096
 
+    @property
+    def device(self):
+        from .models import input_device
+
+        return input_device(self.model)
+
     def generate(self, prompts, spec: SamplingSpec) -> list[list[Completion]]:
         import torch
 
@@ -114,8 +120,8 @@ class HFBackend:
         for start in range(0, len(prompts), self.batch_size):
             batch = [list(p) for p in prompts[start:start + self.batch_size]]
             width = max(map(len, batch))
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
             kwargs = dict(max_new_tokens=spec.max_new_tokens, pad_token_id=pad, eos_token_id=sorted(self.eos),
                           stop_strings=list(spec.stop), tokenizer=self.tokenizer, num_return_sequences=spec.n)
             if spec.greedy:
@@ -153,7 +159,7 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int = 4096, seed: int = 0,
                  memory_fraction: float | None = None, enforce_eager: bool | None = None,
-                 max_num_seqs: int | None = None):
+                 max_num_seqs: int | None = None, tensor_parallel_size: int = 1):
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -178,10 +184,12 @@ class VLLMBackend:
             # Measured on 2 CPU cores with gemma-3-270m: 256 concurrent 700-token prompts ran 3x slower
             # than batches of 64 (the KV cache fills and requests are preempted and recomputed).
             max_num_seqs = 64 if on_cpu else 256
+        # tensor parallelism only when asked for: the engine's arguments stay as they were otherwise
+        parallel = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}
         self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
                        enable_prefix_caching=True, gpu_memory_utilization=memory_fraction,
                        enforce_eager=on_cpu if enforce_eager is None else enforce_eager, max_num_seqs=max_num_seqs,
-                       kv_cache_memory_bytes=kv_bytes)
+                       kv_cache_memory_bytes=kv_bytes, **parallel)
         self.tokenizer = self.llm.get_tokenizer()
         hf_config = self.llm.llm_engine.model_config.hf_config
         self.eos = eos_token_ids(self.tokenizer, getattr(self.llm.llm_engine, "generation_config_fields", None))
@@ -213,8 +221,10 @@ def _progress() -> bool:
 
 
 def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16", max_model_len: int = 4096,
-                 seed: int = 0, max_num_seqs: int | None = None, **_ignored) -> Backend:
-    """A backend over a prepared checkpoint (``results/<model>/checkpoint``)."""
+                 seed: int = 0, max_num_seqs: int | None = None, tensor_parallel_size: int = 1,
+                 device_map: str | None = None, **_ignored) -> Backend:
+    """A backend over a prepared checkpoint (``results/<model>/checkpoint``): vLLM on
+    ``tensor_parallel_size`` GPUs, or Hugging Face on the CPU or spread by ``device_map``."""
     from .models import checkpoint_path
 
     if backend == "vllm":
@@ -224,11 +234,11 @@ def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16",
             raise CCAError("generation.backend is vllm but vLLM is not installed: make install (CPU) or "
                            "make install EXTRA=gpu, or set generation.backend: hf in config.yaml") from e
         return VLLMBackend(checkpoint_path(checkpoint_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
-                           max_num_seqs=max_num_seqs)
+                           max_num_seqs=max_num_seqs, tensor_parallel_size=tensor_parallel_size)
     if backend == "hf":
         from .models import load_model
 
-        model, tokenizer = load_model(checkpoint_dir, dtype="float32")
+        model, tokenizer = load_model(checkpoint_dir, dtype="float32", device_map=device_map)
         b = HFBackend(model, tokenizer, seed=seed)
         b.max_len = min(b.max_len, max_model_len)
         return b

@@ -102,15 +102,42 @@ def checkpoint_path(checkpoint_dir: str | Path) -> Path:
     return weights if weights.is_absolute() else checkpoint_dir / weights
 
 
-def load_model(checkpoint_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
-    """(model, tokenizer) of a prepared checkpoint, in eval mode."""
+def load_model(checkpoint_dir: str | Path, dtype: str = "float32", device: str = "cpu",
+               device_map: str | None = None, skip_gpus: int = 0):
+    """(model, tokenizer) of a prepared checkpoint, in eval mode: on ``device``, or, with a ``device_map``
+    (an accelerate strategy such as ``auto``), spread over the visible GPUs but the first ``skip_gpus``
+    (left to a vLLM engine in the same job)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = checkpoint_path(checkpoint_dir)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    if device_map:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), device_map=device_map,
+                                                     max_memory=gpu_memory(skip_gpus)).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer
+
+
+def gpu_memory(skip: int) -> dict | None:
+    """accelerate's ``max_memory``: what is free on each visible GPU from index ``skip`` on (None: all GPUs,
+    accelerate's own budget)."""
+    if not skip:
+        return None
+    import torch
+
+    n = torch.cuda.device_count()
+    if n <= skip:
+        raise CCAError(f"the job sees {n} GPU(s) and the validation engine takes {skip}: none is left for the "
+                       "model; raise the group's resources gpu in config.yaml (profiles.<p>.resources) or "
+                       "remove the model's device_map")
+    return {i: torch.cuda.mem_get_info(i)[0] for i in range(skip, n)}
+
+
+def input_device(model):
+    """Where a model's input ids go: the device of its input embedding (the first GPU of a spread model)."""
+    return model.get_input_embeddings().weight.device
 
 
 def _prepare_embedded(spec: ModelSpec, out: Path) -> str:

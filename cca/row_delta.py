@@ -22,7 +22,8 @@ class RowDelta(nn.Module):
         if axis not in ("rows", "cols"):
             raise ValueError(f"axis must be rows or cols, not {axis}")
         self.base, self.axis = base, axis
-        self.register_buffer("index", torch.as_tensor(list(index), dtype=torch.long), persistent=False)
+        self.register_buffer("index", torch.as_tensor(list(index), dtype=torch.long, device=base.weight.device),
+                             persistent=False)
         out_f, in_f = base.weight.shape
         shape = (len(self.index), in_f) if axis == "rows" else (out_f, len(self.index))
         self.delta = nn.Parameter(torch.zeros(shape, dtype=torch.float32, device=base.weight.device))
@@ -110,8 +111,8 @@ def delta_tensors(wrapped: Mapping[str, RowDelta]) -> tuple[dict[str, torch.Tens
     """(tensors, axes) for a sparse-delta safetensors file: ``<weight>.delta`` and ``<weight>.index``."""
     tensors, axes = {}, {}
     for name, rd in wrapped.items():
-        tensors[f"{name}.delta"] = rd.delta.detach().clone().contiguous()
-        tensors[f"{name}.index"] = rd.index.clone()
+        tensors[f"{name}.delta"] = rd.delta.detach().cpu().clone().contiguous()
+        tensors[f"{name}.index"] = rd.index.cpu().clone()
         axes[name] = rd.axis
     return tensors, axes
 

@@ -22,6 +22,8 @@ from typing import Sequence
 
 import torch
 
+from .models import input_device
+
 
 def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     """Length of the longest common prefix, leaving at least one token of every sequence out."""
@@ -61,10 +63,11 @@ def pair_logit_difference(model, hidden: torch.Tensor, desired: torch.Tensor, un
     the LM head the loss needs (gemma-3-270m's head has 262,144), with the model's final soft-capping.
     Equal to gathering from the full logits (a test compares them on every architecture)."""
     head = model.get_output_embeddings()
-    rows = head.weight[torch.stack([desired, undesired], dim=1)]               # (batch, 2, hidden)
-    logits = torch.einsum("bh,bkh->bk", hidden.to(rows.dtype), rows).float()
+    rows = head.weight[torch.stack([desired, undesired], dim=1).to(head.weight.device)]   # (batch, 2, hidden)
+    # a model spread over GPUs may end its decoder on another device than its LM head
+    logits = torch.einsum("bh,bkh->bk", hidden.to(rows.device, rows.dtype), rows).float()
     if getattr(head, "bias", None) is not None:
-        logits = logits + head.bias[torch.stack([desired, undesired], dim=1)].float()
+        logits = logits + head.bias[torch.stack([desired, undesired], dim=1).to(head.bias.device)].float()
     logits = _softcap(model, logits)
     return logits[:, 0] - logits[:, 1]
 
@@ -73,7 +76,8 @@ def prefix_cache(model, ids: Sequence[int]):
     """The KV cache of ``ids`` (batch of one); with gradient if grad mode is on."""
     if not ids:
         return None
-    return decoder(model)(input_ids=torch.tensor([list(ids)]), use_cache=True).past_key_values
+    return decoder(model)(input_ids=torch.tensor([list(ids)], device=input_device(model)),
+                          use_cache=True).past_key_values
 
 
 def _expand(cache, batch: int):
@@ -100,21 +104,25 @@ def last_position_hidden(model, shared, suffixes: Sequence[Sequence[int]], pad_i
     and every example's positions continue from the shared length, so no attention mask is needed.
     """
     ids, last = _right_padded(suffixes, pad_id)
-    out = decoder(model)(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None)
-    return out.last_hidden_state[torch.arange(len(suffixes)), last]
+    out = decoder(model)(input_ids=ids.to(input_device(model)), past_key_values=_expand(shared, len(suffixes)),
+                         use_cache=shared is not None)
+    hidden = out.last_hidden_state
+    return hidden[torch.arange(len(suffixes), device=hidden.device), last.to(hidden.device)]
 
 
 def last_position_logits(model, shared, suffixes: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
     """(batch, vocab) next-token logits after ``shared`` + each suffix (see ``last_position_hidden``)."""
     ids, last = _right_padded(suffixes, pad_id)
     keep = torch.unique(last)
-    out = model(input_ids=ids, past_key_values=_expand(shared, len(suffixes)), use_cache=shared is not None,
-                logits_to_keep=keep)
-    return out.logits[torch.arange(len(suffixes)), torch.searchsorted(keep, last)]
+    out = model(input_ids=ids.to(input_device(model)), past_key_values=_expand(shared, len(suffixes)),
+                use_cache=shared is not None, logits_to_keep=keep)
+    at = out.logits.device
+    return out.logits[torch.arange(len(suffixes), device=at), torch.searchsorted(keep, last).to(at)]
 
 
 def logit_difference(logits: torch.Tensor, desired: torch.Tensor, undesired: torch.Tensor) -> torch.Tensor:
     """logit(desired) - logit(undesired), gathered per example: (batch,)."""
+    desired, undesired = desired.to(logits.device), undesired.to(logits.device)
     return logits.gather(1, desired.view(-1, 1)).squeeze(1) - logits.gather(1, undesired.view(-1, 1)).squeeze(1)
 
 
@@ -188,7 +196,8 @@ def completion_nll_backward(model, prompts: Sequence[Sequence[int]], completions
         sl = slice(start, min(start + micro_batch, n))
         suffixes = [s[shared_len:] for s in seqs[sl]]
         ids, _ = _right_padded(suffixes, pad_id)
-        hidden = decoder(model)(input_ids=ids, past_key_values=_expand(shared, len(suffixes)),
+        hidden = decoder(model)(input_ids=ids.to(input_device(model)),
+                                past_key_values=_expand(shared, len(suffixes)),
                                 use_cache=shared is not None).last_hidden_state
         # position j of a suffix predicts its token j + 1; completion tokens sit at the end of each suffix
         rows, cols, targets = [], [], []
@@ -197,12 +206,14 @@ def completion_nll_backward(model, prompts: Sequence[Sequence[int]], completions
             rows += [b] * len(c)
             cols += range(first - 1, len(s) - 1)
             targets += list(c)
-        logits = _softcap(model, head(hidden[torch.tensor(rows), torch.tensor(cols)]).float())
-        token_nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets), reduction="none")
+        at = hidden.device
+        logits = _softcap(model, head(hidden[torch.tensor(rows, device=at), torch.tensor(cols, device=at)]).float())
+        token_nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=logits.device),
+                                                      reduction="none")
         loss = token_nll.sum() / total
         if loss.requires_grad:
             loss.backward()
-        per_example = torch.zeros(len(suffixes)).index_add_(0, torch.tensor(rows), token_nll.detach())
+        per_example = torch.zeros(len(suffixes)).index_add_(0, torch.tensor(rows), token_nll.detach().cpu())
         nll.append(per_example)
     _push_through_shared(originals, leaves)
     return torch.cat(nll)

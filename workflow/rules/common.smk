@@ -1,4 +1,5 @@
 # Shared helpers of the rules: paths, per-model settings, the command that runs the package.
+import functools
 import json
 import shlex
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from cca.config import model_settings
 from cca.errors import CCAError
+from cca.scaling import rule_resources, rule_threads
 from snakemake.exceptions import WorkflowError
 
 ROOT = Path(workflow.basedir).parent
@@ -31,10 +33,53 @@ wildcard_constraints:
 
 def settings(wildcards):
     """The settings of the model in `wildcards` (profile + overrides); a clear error if unknown."""
+    return settings_of(wildcards.model)
+
+
+def settings_of(model):
     try:
-        return model_settings(config, wildcards.model)
+        return model_settings(config, model)
     except CCAError as e:
         raise WorkflowError(str(e))
+
+
+def placement(s, hf):
+    """For the settings JSON of a stage: the model's device_map when the stage loads it with Hugging Face
+    (``hf``) and one is set; nothing otherwise, so the params of a model without one stay as they were."""
+    return {"device_map": s["device_map"]} if hf and s.get("device_map") else {}
+
+
+# once per model: cca.scaling reads the settings without changing them
+scheduled_settings = functools.cache(settings_of)
+
+
+@functools.cache
+def scheduling(model, group, variant="nomask"):
+    """What a job of ``group`` for ``model`` asks for: gpu, mem_mb, runtime and threads."""
+    s = scheduled_settings(model)
+    return {**rule_resources(group, s, variant), "threads": rule_threads(group, s, workflow.resource_settings.cores)}
+
+
+def group_resources(group, variant="nomask"):
+    """A rule's resources (gpu, mem_mb, runtime) from its group's in cca.scaling and the config's
+    resources section; ``group`` may be a function of the wildcards."""
+
+    def pick(name):
+        def get(wildcards):
+            return scheduling(wildcards.model, group(wildcards) if callable(group) else group, variant)[name]
+
+        return get
+
+    return {name: pick(name) for name in ("gpu", "mem_mb", "runtime")}
+
+
+def group_threads(group):
+    """A rule's threads: the config's cpus, else every core of a local run (8 on a cluster) for a model job."""
+
+    def get(wildcards):
+        return scheduling(wildcards.model, group(wildcards) if callable(group) else group)["threads"]
+
+    return get
 
 
 def repo_path(path):

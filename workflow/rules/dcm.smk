@@ -4,7 +4,8 @@
 def dcm_settings(wildcards):
     """The DCM settings without the lambda list: adding or removing a lambda re-runs only its own mask."""
     s = settings(wildcards)
-    return shlex.quote(json.dumps({"dcm": {k: v for k, v in s["dcm"].items() if k != "lambdas"}}, sort_keys=True))
+    picked = {"dcm": {k: v for k, v in s["dcm"].items() if k != "lambdas"}, **placement(s, True)}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
 rule dcm_mask:
@@ -19,7 +20,9 @@ rule dcm_mask:
         neurons=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.neurons.png",
     params:
         settings=dcm_settings,
-    threads: workflow.cores
+    threads: group_threads("dcm")
+    resources:
+        **group_resources("dcm"),
     log:
         log_path("dcm_{method}_seed{seed}_lambda{lam}"),
     benchmark:

@@ -22,7 +22,7 @@ def robustness_flag(wildcards, input):
 def eval_settings(wildcards):
     s = settings(wildcards)
     picked = {"generation": s["generation"], "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")},
-              "splits": s["splits"], "task": s["task_config"]}
+              "splits": s["splits"], "task": s["task_config"], **placement(s, s["generation"]["backend"] == "hf")}
     return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
@@ -30,16 +30,16 @@ def lora_settings(wildcards):
     """What the LoRA baseline depends on: its own section, generation and validation dtype, the task."""
     s = settings(wildcards)
     picked = {"lora": s["lora"], "generation": s["generation"], "task": s["task_config"],
-              "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")}}
+              "update": {"eval_dtype": s["update"].get("eval_dtype", "float32")}, **placement(s, True)}
     return shlex.quote(json.dumps(picked, sort_keys=True))
 
 
 def general_settings(wildcards):
     """What one general evaluation depends on: not which seeds or configurations get one, nor the table's
     bootstrap (changing those re-runs no evaluation)."""
-    g = {k: v for k, v in (settings(wildcards).get("general") or {}).items()
-         if k not in ("seeds", "configurations", "bootstrap_iters")}
-    return shlex.quote(json.dumps({"general": g}, sort_keys=True))
+    s = settings(wildcards)
+    g = {k: v for k, v in (s.get("general") or {}).items() if k not in ("seeds", "configurations", "bootstrap_iters")}
+    return shlex.quote(json.dumps({"general": g, **placement(s, True)}, sort_keys=True))
 
 
 MATH_SHELL = (
@@ -64,7 +64,9 @@ rule evaluate_original_math:
         robustness=robustness_flag,
         # the greedy traces hold the test split's completions when generated in the evaluation dtype
         reuse=lambda w, input: f"--greedy {input.greedy}",
-    threads: workflow.cores
+    threads: group_threads("evaluation")
+    resources:
+        **group_resources("evaluation"),
     log:
         log_path("math_original_seed{seed}"),
     benchmark:
@@ -90,7 +92,9 @@ rule evaluate_math:
         settings=eval_settings,
         robustness=robustness_flag,
         reuse=lambda w, input: f"--update {input.run_summary} --reuse {input.original}",
-    threads: workflow.cores
+    threads: group_threads("evaluation")
+    resources:
+        **group_resources("evaluation"),
     log:
         log_path("math_{run}_seed{seed}"),
     benchmark:
@@ -108,7 +112,9 @@ rule evaluate_original_general:
         f"{RESULTS}/{{model}}/seed{{seed}}/original/general.parquet",
     params:
         settings=general_settings,
-    threads: workflow.cores
+    threads: group_threads("general")
+    resources:
+        **group_resources("general"),
     log:
         log_path("general_original_seed{seed}"),
     benchmark:
@@ -129,7 +135,9 @@ rule evaluate_general:
         f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/general.parquet",
     params:
         settings=general_settings,
-    threads: workflow.cores
+    threads: group_threads("general")
+    resources:
+        **group_resources("general"),
     log:
         log_path("general_{run}_seed{seed}"),
     benchmark:
@@ -156,7 +164,9 @@ rule lora_baseline:
         merged=directory(f"{RESULTS}/{{model}}/seed{{seed}}/lora/merged"),
     params:
         settings=lora_settings,
-    threads: workflow.cores
+    threads: group_threads("lora")
+    resources:
+        **group_resources("lora"),
     log:
         log_path("lora_seed{seed}"),
     benchmark:
@@ -203,6 +213,9 @@ rule table:
     params:
         settings=table_settings,
         results=lambda w: f"{RESULTS}/{w.model}",
+    threads: group_threads("table")
+    resources:
+        **group_resources("table"),
     log:
         log_path("table"),
     conda:

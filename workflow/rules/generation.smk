@@ -1,14 +1,16 @@
 # Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces.
 
 
-def stage_settings(*keys):
-    """Params: the JSON of just the settings a rule depends on (a change re-runs only that rule and after)."""
+def stage_settings(*keys, hf_model=False):
+    """Params: the JSON of just the settings a rule depends on (a change re-runs only that rule and after);
+    ``hf_model``: the stage loads the model with Hugging Face (as generation does with the hf backend)."""
 
     def get(wildcards):
         s = settings(wildcards)
         picked = {k: s[k] for k in keys if k != "task"}
         if "task" in keys:
             picked["task"] = s["task_config"]
+        picked.update(placement(s, hf_model or s["generation"]["backend"] == "hf"))
         return shlex.quote(json.dumps(picked, sort_keys=True))
 
     return get
@@ -22,7 +24,9 @@ rule greedy_traces:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
     params:
         settings=stage_settings("generation", "task"),
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads("generation")  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources("generation"),
     log:
         log_path("greedy_traces"),
     benchmark:
@@ -41,6 +45,9 @@ rule base_accuracy:
         f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
     params:
         threshold=lambda w: settings(w)["template_filter"]["max_base_accuracy"],
+    threads: group_threads("data")
+    resources:
+        **group_resources("data"),
     log:
         log_path("base_accuracy"),
     conda:
@@ -60,7 +67,9 @@ rule opposite_traces:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
     params:
         settings=stage_settings("generation", "sampling"),
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads("generation")  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources("generation"),
     log:
         log_path("opposite_traces_seed{seed}"),
     benchmark:

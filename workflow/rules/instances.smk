@@ -11,6 +11,9 @@ rule instances:
         flags=template_set_flags,
         n=lambda w: settings(w)["instances"]["per_template"],
         seed=lambda w: settings(w)["instances"]["seed"],
+    threads: group_threads("data")
+    resources:
+        **group_resources("data"),
     conda:
         ENV
     log:
@@ -30,6 +33,9 @@ rule splits:
     params:
         # fixed order: reordering keys in config.yaml must not re-run anything
         sizes=lambda w: " ".join(f"--{k} {settings(w)['splits'][k]}" for k in ("train", "val", "test")),
+    threads: group_threads("data")
+    resources:
+        **group_resources("data"),
     conda:
         ENV
     log:

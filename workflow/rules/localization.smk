@@ -8,7 +8,13 @@ def localization_settings(wildcards):
     loc = dict(s["localization"])
     if loc.get("branching_search", "scan") != "bisect":
         loc.pop("bisect_points", None)
-    return shlex.quote(json.dumps({"generation": s["generation"], "localization": loc}, sort_keys=True))
+    picked = {"generation": s["generation"], "localization": loc, **placement(s, s["generation"]["backend"] == "hf")}
+    return shlex.quote(json.dumps(picked, sort_keys=True))
+
+
+def localization_group(wildcards):
+    """The branching search generates (a model job); prefix localization reads traces only."""
+    return "localization" if wildcards.method == "branching" else "data"
 
 
 rule error_localization:
@@ -21,7 +27,9 @@ rule error_localization:
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.summary.json",
     params:
         settings=localization_settings,
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads(localization_group)  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources(localization_group),
     log:
         log_path("error_localization_{method}_seed{seed}"),
     benchmark:

@@ -9,7 +9,9 @@ rule prepare_model:
         repo_id=lambda w: f"--repo-id {settings(w)['repo_id']}" if settings(w)["repo_id"] else "",
     conda:
         ENV
-    threads: workflow.cores  # one model at a time: the engine uses every core
+    threads: group_threads("prepare")  # locally one model at a time: the engine uses every core
+    resources:
+        **group_resources("prepare"),
     log:
         log_path("prepare_model"),
     benchmark:

@@ -43,10 +43,12 @@ rule targeted_update:
     output:
         **update_outputs("mask"),
     params:
-        settings=stage_settings("update", "generation"),
+        settings=stage_settings("update", "generation", hf_model=True),
         masks=lambda wildcards, input: " ".join(input.masks),
         variant="mask",
-    threads: workflow.cores
+    threads: group_threads("update")
+    resources:
+        **group_resources("update", "mask"),
     log:
         log_path("update_{method}_mask_seed{seed}"),
     benchmark:
@@ -63,10 +65,12 @@ rule full_update:
     output:
         **update_outputs("nomask"),
     params:
-        settings=stage_settings("update", "generation"),
+        settings=stage_settings("update", "generation", hf_model=True),
         masks="",
         variant="nomask",
-    threads: workflow.cores
+    threads: group_threads("update")
+    resources:
+        **group_resources("update", "nomask"),
     log:
         log_path("update_{method}_nomask_seed{seed}"),
     benchmark:

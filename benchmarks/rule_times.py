@@ -18,10 +18,11 @@ import pandas as pd
 
 def rule_times(results: Path) -> pd.DataFrame:
     rows = []
-    for tsv in sorted((results / "benchmarks").glob("*.tsv")):
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         bench = pd.read_csv(tsv, sep="\t")
         last = bench.iloc[-1]
-        rows.append({"job": tsv.stem, "seconds": float(last["s"]), "max_rss_mb": float(last["max_rss"])})
+        job = tsv.relative_to(results / "benchmarks").with_suffix("").as_posix()   # math_prefix/mask_seed0
+        rows.append({"job": job, "seconds": float(last["s"]), "max_rss_mb": float(last["max_rss"])})
     if not rows:
         raise SystemExit(f"no benchmark files under {results / 'benchmarks'}: run the workflow first")
     return pd.DataFrame(rows).sort_values("seconds", ascending=False, ignore_index=True)

@@ -2,6 +2,7 @@
 and is cleaned up when the job runs again."""
 import pandas as pd
 
+from cca.cli import shard_fingerprint
 from cca.io import remove_stale_temporaries, write_parquet
 
 
@@ -24,3 +25,24 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_when_the_artifact_is_wri
     assert [p.name for p in (tmp_path / "merged").iterdir()] == ["config.json"]
     remove_stale_temporaries(tmp_path / "curve.parquet")
     assert not other.exists()
+
+
+def test_shards_of_other_inputs_with_the_same_instance_ids_are_not_reused(tmp_path):
+    """Instance ids are <template>#<index>: other instances (another instances.seed) keep the same ids, and
+    a rebuilt checkpoint keeps its path. Shards an interrupted run left must not be taken as finished work
+    for them: the shard fingerprint follows the input tables' contents and the checkpoint's files."""
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    instances = tmp_path / "instances.parquet"
+    settings = {"generation": {"backend": "hf"}}
+    write_parquet(pd.DataFrame({"instance_id": ["t#0", "t#1"], "question": ["1 + 1?", "2 + 2?"]}), instances)
+    first = shard_fingerprint(settings, checkpoint, [instances])
+    assert shard_fingerprint(settings, checkpoint, [instances]) == first
+    write_parquet(pd.DataFrame({"instance_id": ["t#0", "t#1"], "question": ["3 + 3?", "4 + 4?"]}), instances)
+    second = shard_fingerprint(settings, checkpoint, [instances])
+    assert second != first
+    (checkpoint / "model.safetensors").write_bytes(b"other weights")
+    assert shard_fingerprint(settings, checkpoint, [instances]) not in (first, second)
+    assert shard_fingerprint({"generation": {"backend": "vllm"}}, checkpoint, [instances]) != second

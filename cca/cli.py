@@ -233,7 +233,7 @@ def _cmd_localize(args) -> None:
         backend, tokenizer = None, AutoTokenizer.from_pretrained(checkpoint_path(args.checkpoint))
     df, seconds = timed(localize, pairs, args.method, tokenizer, backend, gen["max_new_tokens"],
                         s["localization"].get("branching_search", "scan"), args.batch,
-                        s["localization"].get("bisect_points", 1))
+                        s["localization"].get("bisect_points", 1), progress=True)
     write_parquet(df, args.out)
     if args.summary:
         write_json(summary(len(opposite), opposite, {args.method: df}, {args.method: seconds}), args.summary)

@@ -140,6 +140,22 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def shard_fingerprint(settings: dict, checkpoint, inputs, *extra) -> str:
+    """What the shards of an interrupted run depend on: the settings, the checkpoint (each file's name,
+    size and modification time) and the contents of the input tables. Instance ids alone would not do:
+    other instances (instances.seed, per_template) reuse the same ids, and a shard of the old ones must
+    not be taken as finished work."""
+    import hashlib
+
+    from .models import checkpoint_path
+
+    roots = {Path(checkpoint), checkpoint_path(checkpoint)}
+    files = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns)
+                   for root in roots for f in root.rglob("*") if f.is_file())
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in inputs]
+    return _fingerprint(settings, files, digests, *extra)
+
+
 def _cmd_traces_greedy(args) -> None:
     from .config import ROOT
     from .generation import open_backend
@@ -156,8 +172,8 @@ def _cmd_traces_greedy(args) -> None:
     def work(chunk):
         return greedy_traces(backend, chunk, list(chunk["_prompt"]), gen["max_new_tokens"], backend.max_len)
 
-    df = write_sharded(instances, args.shard_size, args.out, _fingerprint(s, list(instances["instance_id"])), work,
-                       desc="greedy traces")
+    df = write_sharded(instances, args.shard_size, args.out, shard_fingerprint(s, args.checkpoint, [args.instances]),
+                       work, desc="greedy traces")
     print(f"greedy: {int(df['correct'].sum())}/{len(df)} correct ({df['correct'].mean():.3f}), "
           f"{int(df['error'].notna().sum())} errors -> {args.out}")
 
@@ -191,8 +207,8 @@ def _cmd_traces_opposite(args) -> None:
                                smp.get("top_p", 1.0), smp.get("max_new_tokens", gen["max_new_tokens"]),
                                round_size=smp.get("round_size", 0))
 
-    df = write_sharded(targets, args.shard_size, args.out, _fingerprint(s, args.seed, list(targets["instance_id"])),
-                       work, desc="opposite traces")
+    fingerprint = shard_fingerprint(s, args.checkpoint, [args.greedy, args.accuracy, args.splits], args.seed)
+    df = write_sharded(targets, args.shard_size, args.out, fingerprint, work, desc="opposite traces")
     print(f"seed {args.seed}: {int(df['found'].sum())} of {len(df)} train instances have an opposite trace "
           f"(templates below threshold: {len(eligible)}) -> {args.out}")
 
@@ -217,7 +233,7 @@ def _cmd_localize(args) -> None:
         backend, tokenizer = None, AutoTokenizer.from_pretrained(checkpoint_path(args.checkpoint))
     df, seconds = timed(localize, pairs, args.method, tokenizer, backend, gen["max_new_tokens"],
                         s["localization"].get("branching_search", "scan"), args.batch,
-                        s["localization"].get("bisect_points", 1))
+                        s["localization"].get("bisect_points", 1), progress=True)
     write_parquet(df, args.out)
     if args.summary:
         write_json(summary(len(opposite), opposite, {args.method: df}, {args.method: seconds}), args.summary)

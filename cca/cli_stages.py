@@ -128,7 +128,12 @@ class _Validator:
 
             self.backend = open_backend(args.checkpoint, seed=0, **gen)
             self.live = False
-            self.tmp = Path(tempfile.mkdtemp(prefix=".weights.", dir=Path(args.out).parent))
+            outdir = Path(args.out).parent
+            outdir.mkdir(parents=True, exist_ok=True)
+            # a job of this rule killed outright (SIGKILL) left its weights here: no other job writes them
+            for stale in outdir.glob(".weights.*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=".weights.", dir=outdir))
 
     def push(self, write) -> None:
         """Make the backend generate with the model's current weights (vLLM: ``write`` them as a

@@ -25,13 +25,15 @@ def pairs_table(greedy: pd.DataFrame, opposite: pd.DataFrame) -> pd.DataFrame:
 
 
 def localize(pairs: pd.DataFrame, method: str, tokenizer, backend: Backend | None = None,
-             max_new_tokens: int = 512, search: str = "scan", batch: int = 8, bisect_points: int = 1) -> pd.DataFrame:
-    """Error-Localization rows for every pair with ``method`` ('prefix' or 'branching')."""
+             max_new_tokens: int = 512, search: str = "scan", batch: int = 8, bisect_points: int = 1,
+             progress: bool = False) -> pd.DataFrame:
+    """Error-Localization rows for every pair with ``method`` ('prefix' or 'branching'); ``progress``:
+    a progress bar of the branching searches (pairs whose search has ended) on stderr."""
     if method == "prefix":
         pivots = {r.instance_id: prefix_pivot(tuple(r.completion_ids), tuple(r.opposite_ids), r.greedy_correct)
                   for r in pairs.itertuples()}
     elif method == "branching":
-        pivots = branching_pivots(pairs, backend, max_new_tokens, search, batch, bisect_points)
+        pivots = branching_pivots(pairs, backend, max_new_tokens, search, batch, bisect_points, progress)
     else:
         raise ValueError(f"unknown localization method '{method}': use prefix or branching")
     rows = []
@@ -56,7 +58,7 @@ def localize(pairs: pd.DataFrame, method: str, tokenizer, backend: Backend | Non
 
 
 def branching_pivots(pairs: pd.DataFrame, backend: Backend, max_new_tokens: int, search: str = "scan",
-                     batch: int = 8, bisect_points: int = 1) -> dict:
+                     batch: int = 8, bisect_points: int = 1, progress: bool = False) -> dict:
     """Run every pair's branching search together; each round is one engine call over all pairs."""
     by_id = {r.instance_id: r for r in pairs.itertuples()}
     if not by_id:
@@ -83,7 +85,16 @@ def branching_pivots(pairs: pd.DataFrame, backend: Backend, max_new_tokens: int,
             answers[(key, k)] = (tuple(c.token_ids), ok)
         return answers
 
-    return drive_searches({i: make(r) for i, r in by_id.items()}, complete_many)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(by_id), desc="branching search", unit="pair")
+    try:
+        return drive_searches({i: make(r) for i, r in by_id.items()}, complete_many,
+                              finished=(lambda: bar.update(1)) if bar else None)
+    finally:
+        if bar:
+            bar.close()
 
 
 def summary(n_targets: int, opposite: pd.DataFrame, datasets: dict[str, pd.DataFrame],

@@ -2,13 +2,15 @@
 
 Every writer builds its output under a temporary name in the destination's own
 directory and renames it into place, so an interrupted job never leaves a file
-that Snakemake (or a person) would take as finished.
+that Snakemake (or a person) would take as finished. A temporary left by a writer
+that was killed outright is removed when the same artifact is written again.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,11 +38,28 @@ def _parent(path: Path) -> Path:
     return parent
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` that an earlier writer left behind.
+
+    A writer killed outright (SIGKILL, out of memory, power loss) never runs its cleanup, so its
+    ``.<name>.<random>.tmp`` stays next to ``path``. One job writes a given artifact at a time, so
+    when a new write of ``path`` starts, any such temporary is stale.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    for stale in path.parent.iterdir():
+        if pattern.fullmatch(stale.name):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     parent = _parent(path)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -57,6 +76,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; it replaces ``path`` if the block succeeds."""
     path = Path(path)
     parent = _parent(path)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     try:
         yield tmp

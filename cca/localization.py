@@ -155,11 +155,12 @@ def run_search(search: Iterator[Request], complete: Callable[[list[int]], Answer
         return stop.value
 
 
-def drive_searches(searches: dict, complete_many: Callable[[list[tuple[object, int]]], dict]) -> dict:
+def drive_searches(searches: dict, complete_many: Callable[[list[tuple[object, int]]], dict],
+                   finished: Callable[[], None] | None = None) -> dict:
     """Run many searches together: each round, gather every search's request into one call.
 
-    ``complete_many([(key, k), ...])`` returns {(key, k): (completion ids, correct)}.
-    Returns {key: Pivot | None}.
+    ``complete_many([(key, k), ...])`` returns {(key, k): (completion ids, correct)}; ``finished()``
+    is called once per search as it ends (progress). Returns {key: Pivot | None}.
     """
     pending, results = {}, {}
     for key, search in searches.items():
@@ -167,6 +168,8 @@ def drive_searches(searches: dict, complete_many: Callable[[list[tuple[object, i
             pending[key] = (search, next(search))
         except StopIteration as stop:
             results[key] = stop.value
+            if finished:
+                finished()
     while pending:
         answers = complete_many([(key, k) for key, (_, req) in pending.items() for k in req])
         nxt = {}
@@ -175,5 +178,7 @@ def drive_searches(searches: dict, complete_many: Callable[[list[tuple[object, i
                 nxt[key] = (search, search.send({k: answers[(key, k)] for k in req}))
             except StopIteration as stop:
                 results[key] = stop.value
+                if finished:
+                    finished()
         pending = nxt
     return results

@@ -127,9 +127,12 @@ def test_drive_searches_batches_pairs_and_matches_single_runs():
             out[(key, k)] = completer(p, y)([k])[k]
         return out
 
-    together = drive_searches({s: branching_scan(g, gc, y) for s, (p, g, gc, y) in pairs.items()}, complete_many)
+    ended = []
+    together = drive_searches({s: branching_scan(g, gc, y) for s, (p, g, gc, y) in pairs.items()}, complete_many,
+                              finished=lambda: ended.append(len(rounds)))
     assert together == single
     assert max(rounds) > 1  # several pairs per engine call
+    assert len(ended) == len(pairs) and ended[-1] == len(rounds)  # progress: once per search, as each ends
 
 
 def test_prefix_pivot():

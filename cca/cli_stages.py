@@ -146,12 +146,11 @@ class _Validator:
     def __call__(self, write=None) -> dict:
         """Validation accuracy; ``write(dir)`` saves the weights to validate (default: the model as it is,
         which for ``write=None`` is the base model, read from the greedy traces where they match)."""
-        from .update import val_accuracy
+        from .update import exact_match, val_accuracy
 
         if write is None and self.base_rows is not None:
-            correct = self.base_rows[["template_id", "correct"]].astype({"correct": float})
-            return {"template_mean": float(correct.groupby("template_id")["correct"].mean().mean()),
-                    "mean": float(correct["correct"].mean()), "n": len(correct), "source": "greedy traces"}
+            rows = self.base_rows
+            return {**exact_match(rows["template_id"], rows["correct"]), "source": "greedy traces"}
         self.push(write or self.model.save_pretrained)
         return val_accuracy(self.backend, self.prompts, self.gold, self.templates, self.max_new_tokens)
 

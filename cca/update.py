@@ -89,14 +89,19 @@ def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: f
     return rows, best_step, best_state
 
 
+def exact_match(templates: list[str], correct: list[bool]) -> dict:
+    """Mean of per-template accuracies (the paper's metric), the plain mean, and the count; every row counts
+    (a generation error is a wrong answer)."""
+    df = pd.DataFrame({"template_id": list(templates), "correct": [float(c) for c in correct]})
+    return {"template_mean": float(df.groupby("template_id")["correct"].mean().mean()),
+            "mean": float(df["correct"].mean()), "n": len(df)}
+
+
 def val_accuracy(backend, prompts: list[list[int]], gold: list[float], templates: list[str],
                  max_new_tokens: int) -> dict:
-    """Greedy exact match: mean of per-template accuracies (the paper's metric) and the plain mean."""
+    """Greedy exact match of the model behind ``backend`` (see ``exact_match``)."""
     from .generation import SamplingSpec
     from .traces import score
 
     outs = backend.generate(prompts, SamplingSpec(max_new_tokens=max_new_tokens))
-    correct = [score(backend.tokenizer, [], o[0].token_ids, g)[1] for o, g in zip(outs, gold)]
-    df = pd.DataFrame({"template_id": templates, "correct": correct})
-    return {"template_mean": float(df.groupby("template_id")["correct"].mean().mean()),
-            "mean": float(df["correct"].mean()), "n": len(df)}
+    return exact_match(templates, [score(backend.tokenizer, [], o[0].token_ids, g)[1] for o, g in zip(outs, gold)])

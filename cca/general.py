@@ -218,16 +218,57 @@ def task_configs(data_dir: Path, questions: dict, seed: int = 0, triviaqa_shots:
 METRIC = {"triviaqa": "exact_match"}
 
 
+def continuation_lm(**kwargs):
+    """lm-eval's ``HFLM`` that computes logits only where lm-eval reads them.
+
+    For a log-likelihood request lm-eval needs the log-probabilities of the continuation's tokens
+    (one for a multiple-choice letter) but asks the model for logits at every position: with
+    Gemma-3's 262,144-token vocabulary the output projection and the log-softmax over a five-shot
+    prompt cost about as much as the transformer itself. This subclass passes ``logits_to_keep``:
+    the last ``keep`` positions, where ``keep`` is the longest continuation plus the largest
+    right-padding a batch can have (the spread of the input lengths; zero at batch size 1). lm-eval
+    slices the continuation relative to the end of what the model returns, so the scores are the
+    same as plain ``HFLM``'s (tests/test_evaluation.py holds them together). Generation is unchanged.
+    """
+    from lm_eval.models.huggingface import HFLM
+
+    class ContinuationLogitsLM(HFLM):
+        _keep: int | None = None
+        _spread = 0
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+            # inputs as lm-eval builds them: (context + continuation), left-truncated, last token dropped
+            lengths = [min(len(ctx) + len(cont), self.max_length + 1) - 1 for _, ctx, cont in requests]
+            self._keep = max((len(cont) for _, _, cont in requests), default=None)
+            self._spread = max(lengths) - min(lengths) if lengths else 0
+            try:
+                return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+            finally:
+                self._keep = None
+
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            if self._keep is None or attn_mask is not None or labels is not None:
+                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+            keep = self._keep + (self._spread if inps.shape[0] > 1 else 0)
+            import torch
+
+            with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                                 enabled=self.mixed_precision_dtype is not None):
+                # inps: [batch, seq]; returns [batch, min(keep, seq), vocab]
+                return self.model(inps, logits_to_keep=min(keep, inps.shape[1])).logits
+
+    return ContinuationLogitsLM(**kwargs)
+
+
 def evaluate(model, tokenizer, configs: dict[str, list[dict]], batch_size: int = 8, limit: int | None = None
              ) -> pd.DataFrame:
     """Score ``model`` on every task; one row per question: benchmark, item, score."""
     import logging
 
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm = continuation_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     flat = [(bench, cfg) for bench, cfgs in configs.items() for cfg in cfgs]
     res = simple_evaluate(model=lm, tasks=[cfg for _, cfg in flat], log_samples=True, limit=limit,
                           bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,

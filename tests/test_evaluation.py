@@ -127,6 +127,37 @@ def test_general_evaluate_scores_every_question_on_a_tiny_model():
     assert df.groupby("benchmark")["item"].nunique().sum() == len(df)
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_continuation_logits_give_plain_hflm_loglikelihoods(batch_size):
+    """Logits only at the continuation (and the batch's padding) change nothing lm-eval reads: the same
+    log-likelihoods and greedy flags as plain HFLM, for continuations of 1-3 tokens after contexts of
+    different lengths, in one batch and one at a time."""
+    from lm_eval.models.huggingface import HFLM
+
+    from cca.general import continuation_lm
+    from cca.tiny import build_tiny_model
+
+    model, tok = build_tiny_model("llama", seed=0)
+    g = torch.Generator().manual_seed(0)
+    requests = []
+    for ctx_len, cont_len in [(5, 1), (17, 3), (9, 2), (30, 1), (12, 1)]:
+        ctx = torch.randint(3, tok.vocab_size, (ctx_len,), generator=g).tolist()
+        cont = torch.randint(3, tok.vocab_size, (cont_len,), generator=g).tolist()
+        requests.append((("", ""), ctx, cont))
+    plain = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)._loglikelihood_tokens(requests)
+    lm = continuation_lm(pretrained=model, tokenizer=tok, batch_size=batch_size)
+    calls = []
+    forward = model.forward
+    model.forward = lambda *a, **k: calls.append(k.get("logits_to_keep")) or forward(*a, **k)
+    try:
+        kept = lm._loglikelihood_tokens(requests)
+    finally:
+        del model.forward
+    assert all(c is not None for c in calls)           # the short path was taken
+    assert [b for _, b in kept] == [b for _, b in plain]
+    assert np.allclose([x for x, _ in kept], [x for x, _ in plain], atol=1e-4)
+
+
 def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
     from cca.lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
     from cca.tiny import build_tiny_model

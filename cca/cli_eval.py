@@ -259,7 +259,7 @@ def cmd_table(args, settings: dict) -> None:
     import pandas as pd
 
     from .io import atomic_file, read_parquet
-    from .table import general_columns, results_table, run_record
+    from .table import general_columns, math_delta_intervals, results_table, run_record
 
     root = Path(args.results)
     confs = configurations(settings["localization"]["methods"])
@@ -272,6 +272,10 @@ def cmd_table(args, settings: dict) -> None:
             size = 0 if update is None else int(update.get("pairs", update.get("examples", 0)))
             pct = 0.0 if update is None else _component_percent(update, conf)
             records.append(run_record(conf, seed, math, update, size, pct))
+    cols = ["set", "instance_id", "template_id", "correct"]
+    items = {conf: pd.concat([read_parquet(root / run_dir(conf, s) / "math.parquet")[cols].assign(seed=s)
+                              for s in settings["seeds"]], ignore_index=True) for conf in confs}
+    intervals = math_delta_intervals(items, iters=(settings.get("general") or {}).get("bootstrap_iters", 10_000))
     general = None
     gseeds = general_seeds(settings)
     if gseeds:
@@ -281,7 +285,7 @@ def cmd_table(args, settings: dict) -> None:
                 item=lambda f, s=s: f"seed{s}/" + f["item"].astype(str)) for s in gseeds]
             scores[conf] = pd.concat(frames, ignore_index=True)
         general = general_columns(scores, iters=settings["general"].get("bootstrap_iters", 10_000))
-    table = results_table(records, general)
+    table = results_table(records, general, intervals)
     with atomic_file(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     if args.report:

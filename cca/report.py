@@ -25,7 +25,7 @@ def _fmt(x, digits=3):
 def _math_rows(table: pd.DataFrame, sets: list[str]) -> list[str]:
     head = ["configuration", "seeds", "kept an update", "dataset size", "% components"]
     for s in sets:
-        head += [f"{s} (mean +- std)", f"{s} delta (points)"]
+        head += [f"{s} (mean +- std)", f"{s} delta (points) [95% interval]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
         d = r._asdict()
@@ -33,7 +33,10 @@ def _math_rows(table: pd.DataFrame, sets: list[str]) -> list[str]:
                  "-" if r.configuration == "original" else f"{r.updated_seeds} of {r.seeds}",
                  f"{r.dataset_size:.0f}", f"{r.percent_components:.2f}"]
         for s in sets:
-            cells += [f"{_fmt(d[f'{s}_mean'])} +- {_fmt(d[f'{s}_std'])}", f"{d[f'{s}_delta']:+.1f}"]
+            delta = f"{d[f'{s}_delta']:+.1f}"
+            if r.configuration != "original" and pd.notna(d.get(f"{s}_delta_lo")):
+                delta += f" [{d[f'{s}_delta_lo']:+.1f}, {d[f'{s}_delta_hi']:+.1f}]"
+            cells += [f"{_fmt(d[f'{s}_mean'])} +- {_fmt(d[f'{s}_std'])}", delta]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -63,7 +66,9 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
     out = [f"# CCA results: {model}", "",
            f"Profile `{settings['profile']}`, task `{settings['task']}`, seeds {settings['seeds']}. "
            "Accuracy is greedy exact match, mean of per-template accuracies; deltas are in points against the "
-           "original model on the same seeds' test splits. \"kept an update\" counts the seeds whose validation "
+           "original model on the same seeds' test splits, with a paired bootstrap 95% interval (questions "
+           "resampled, the same draw for both models; the statistic is the mean of per-template accuracies). "
+           "\"kept an update\" counts the seeds whose validation "
            "preferred an updated model to the base one (otherwise the configuration *is* the original model).", "",
            "## GSM accuracy (the paper's Table 1)", ""]
     out += _math_rows(table, sets)

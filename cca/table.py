@@ -87,8 +87,51 @@ def general_columns(scores: dict[str, pd.DataFrame], iters: int = 10_000, seed: 
     return pd.DataFrame(rows)
 
 
-def results_table(records: list[dict], general: pd.DataFrame | None = None) -> pd.DataFrame:
+def math_delta_intervals(items: dict[str, pd.DataFrame], iters: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per configuration and set: the paired bootstrap 95% interval (points) of the accuracy difference to
+    the original, columns ``<set>_delta_lo`` and ``<set>_delta_hi``.
+
+    ``items[configuration]``: per-question rows (seed, set, instance_id, template_id, correct) of every
+    seed, as in each run's math.parquet. The statistic is the table's: the mean of per-template accuracies,
+    with (seed, template) as the groups, so several seeds pool into one interval. Questions are paired by
+    (seed, set, instance); a configuration scored on other questions than the original is refused.
+    """
+    from .errors import CCAError
+
+    if "original" not in items:
+        raise CCAError("math evaluation: the original model's per-question results are missing")
+    key = ["seed", "set", "instance_id"]
+    orig = items["original"].set_index(key).sort_index()
+    rows = []
+    for conf, df in items.items():
+        row = {"configuration": conf}
+        df = df.set_index(key).sort_index()
+        if not df.index.equals(orig.index):
+            raise CCAError(f"math evaluation of {conf} scored other questions than the original's: "
+                           "re-run both on the same splits")
+        for name in orig.index.get_level_values("set").unique():
+            if conf == "original":
+                row[f"{name}_delta_lo"] = row[f"{name}_delta_hi"] = 0.0
+                continue
+            o, b = orig.xs(name, level="set"), df.xs(name, level="set")
+            groups = o.index.get_level_values("seed").astype(str) + "/" + o["template_id"].astype(str)
+            ci = paired_bootstrap(o["correct"].to_numpy(dtype=float), b["correct"].to_numpy(dtype=float),
+                                  iters=iters, seed=seed, groups=groups.to_numpy())
+            row[f"{name}_delta_lo"], row[f"{name}_delta_hi"] = 100.0 * ci["lo"], 100.0 * ci["hi"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def results_table(records: list[dict], general: pd.DataFrame | None = None,
+                  math_intervals: pd.DataFrame | None = None) -> pd.DataFrame:
     table = math_table(records)
+    if math_intervals is not None and len(math_intervals):
+        table = table.merge(math_intervals, on="configuration", how="left")
+        order = [c for c in table.columns if not c.endswith(("_delta_lo", "_delta_hi"))]
+        for c in [c for c in order if c.endswith("_delta")]:     # each interval right after its delta
+            i = order.index(c) + 1
+            order[i:i] = [x for x in (f"{c}_lo", f"{c}_hi") if x in table.columns]
+        table = table[order]
     if general is not None and len(general):
         table = table.merge(general, on="configuration", how="left")
     return table.replace({np.inf: np.nan, -np.inf: np.nan})

@@ -72,6 +72,32 @@ def test_math_table_means_stds_and_deltas_over_seeds():
     assert t.loc["original", "test_std"] == pytest.approx(np.std([0.4, 0.5], ddof=1))
 
 
+def test_math_delta_intervals_pair_questions_across_seeds_and_sit_next_to_their_delta():
+    from cca.table import math_delta_intervals
+
+    def items(correct):        # 2 seeds x 2 templates x 10 questions, one set
+        return pd.DataFrame({"seed": np.repeat([0, 1], 20), "set": "test", "instance_id": np.tile(np.arange(20), 2),
+                             "template_id": np.tile(np.repeat(["a", "b"], 10), 2), "correct": correct})
+
+    orig = items([False] * 40)
+    better = items([True] * 30 + [False] * 10)
+    same = items([False] * 40)
+    ci = math_delta_intervals({"original": orig, "lora": better, "cca-prefix-mask": same}, iters=500)
+    ci = ci.set_index("configuration")
+    assert ci.loc["lora", "test_delta_lo"] > 0 and ci.loc["lora", "test_delta_hi"] <= 100
+    assert ci.loc["cca-prefix-mask", ["test_delta_lo", "test_delta_hi"]].tolist() == [0.0, 0.0]
+    with pytest.raises(CCAError, match="other questions"):
+        math_delta_intervals({"original": orig, "lora": better.assign(instance_id=better["instance_id"] + 1)})
+    recs = [run_record("original", s, _math(0.0), None, 0, 0.0) for s in (0, 1)] + \
+        [run_record("lora", s, _math(0.75), {"chosen": "updated"}, 12, 1.4) for s in (0, 1)]
+    table = results_table(recs, None, ci.reset_index())
+    cols = list(table.columns)
+    assert cols[cols.index("test_delta") + 1: cols.index("test_delta") + 3] == ["test_delta_lo", "test_delta_hi"]
+    row = table.set_index("configuration").loc["lora"]
+    assert row["test_delta"] == pytest.approx(75.0)
+    assert row["test_delta_lo"] <= row["test_delta"] <= row["test_delta_hi"]
+
+
 def test_general_columns_pair_questions_and_refuse_other_questions():
     orig = pd.DataFrame({"benchmark": ["arc"] * 40, "item": [f"q{i}" for i in range(40)],
                          "score": [0.0] * 20 + [1.0] * 20})

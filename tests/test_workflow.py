@@ -200,6 +200,7 @@ def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
     for conf, run in (("cca-branching-mask", "branching/mask"), ("lora", "lora")):
         m = json.loads((base / f"seed0/{run}/math.json").read_text())["sets"]["test"]["template_mean"]
         assert table.loc[conf, "test_delta"] == pytest.approx(100 * (m - math["template_mean"]), abs=1e-4)
+        assert table.loc[conf, "test_delta_lo"] <= table.loc[conf, "test_delta"] <= table.loc[conf, "test_delta_hi"]
     for bench in ("mmlu_humanities", "arc_challenge", "truthfulqa_mc2", "triviaqa"):
         scores = pd.read_parquet(base / "seed0/lora/general.parquet")
         assert table.loc["lora", bench] == pytest.approx(100 * scores[scores.benchmark == bench].score.mean(),

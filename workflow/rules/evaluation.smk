@@ -180,7 +180,7 @@ rule lora_baseline:
 
 
 def table_inputs(wildcards):
-    """What `cca table` reads: every configuration's math.json (+ update.json) per seed, and general.parquet
+    """What `cca table` reads: every configuration's math.json and math.parquet (+ update.json) per seed, and general.parquet
     for the general-evaluation seeds (the same layout functions the command uses)."""
     from cca.cli_eval import configurations, general_configurations, general_seeds, run_dir
 
@@ -190,7 +190,7 @@ def table_inputs(wildcards):
     out = []
     for seed in seeds(wildcards):
         for conf in confs:
-            out.append(f"{base}/{run_dir(conf, seed)}/math.json")
+            out += [f"{base}/{run_dir(conf, seed)}/math.json", f"{base}/{run_dir(conf, seed)}/math.parquet"]
             if conf != "original":
                 out.append(f"{base}/{run_dir(conf, seed)}/update.json")
     for seed in general_seeds(s):

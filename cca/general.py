@@ -260,15 +260,24 @@ def continuation_lm(**kwargs):
     return ContinuationLogitsLM(**kwargs)
 
 
-def evaluate(model, tokenizer, configs: dict[str, list[dict]], batch_size: int = 8, limit: int | None = None
-             ) -> pd.DataFrame:
-    """Score ``model`` on every task; one row per question: benchmark, item, score."""
+def evaluate(model, tokenizer, configs: dict[str, list[dict]], batch_size: int = 8, limit: int | None = None,
+             continuation_logits: bool = True) -> pd.DataFrame:
+    """Score ``model`` on every task; one row per question: benchmark, item, score.
+
+    ``continuation_logits``: compute logits only where lm-eval reads them (``continuation_lm``); False: plain
+    ``HFLM`` (the same scores, slower; benchmarks/general_eval_speed.py compares them).
+    """
     import logging
 
     from lm_eval import simple_evaluate
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    lm = continuation_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    if continuation_logits:
+        lm = continuation_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    else:
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     flat = [(bench, cfg) for bench, cfgs in configs.items() for cfg in cfgs]
     res = simple_evaluate(model=lm, tasks=[cfg for _, cfg in flat], log_samples=True, limit=limit,
                           bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,

@@ -3,8 +3,8 @@
     python benchmarks/general_eval_speed.py                     # the small profile's subsample, batch 1
     python benchmarks/general_eval_speed.py --batch-size 8      # continuation logits only (plain HFLM at 8: OOM)
 
-Both runs score the same questions in one process, alternating order is not needed: each is a fresh HFLM
-over the same loaded model. Prints wall time per run, the ratio, peak RSS growth, and whether every score
+Both runs score the same questions in one process, each through a fresh HFLM over the same loaded model
+(the continuation run goes first, so any warm-up favours plain HFLM). Prints wall time per run, the ratio, peak RSS growth, and whether every score
 agrees. Needs results/gemma-3-270m/checkpoint (snakemake --cores all results/gemma-3-270m/checkpoint).
 """
 import argparse

@@ -106,7 +106,7 @@ def cmd_lora(args, settings: dict) -> None:
     from .config import ROOT
     from .figures import validation_curves
     from .io import atomic_dir, read_parquet, write_json, write_parquet
-    from .lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
+    from .lora import LoRASettings, add_lora, save_adapter, solution_completion, train_lora, trainable_parameters
     from .traces import prompt_texts, tokenize_prompts
 
     _torch_threads()
@@ -164,7 +164,7 @@ def cmd_lora(args, settings: dict) -> None:
     if best_state is not None:
         peft_model.load_state_dict(best_state, strict=False)
     with atomic_dir(outdir / "adapter") as tmp:
-        peft_model.save_pretrained(tmp)
+        save_adapter(peft_model, tmp)
     with atomic_dir(outdir / "merged") as tmp:
         (peft_model.merge_and_unload() if best_state is not None else peft_model.unload()).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

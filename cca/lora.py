@@ -53,6 +53,21 @@ def add_lora(model, s: LoRASettings):
     return get_peft_model(model, cfg)
 
 
+def save_adapter(peft_model, directory) -> None:
+    """PEFT's ``save_pretrained``, with ``adapter_config.json`` made reproducible: PEFT keeps
+    ``target_modules`` as a set and writes it in hash order, which changes from process to process."""
+    import json
+    from pathlib import Path
+
+    peft_model.save_pretrained(directory)
+    path = Path(directory) / "adapter_config.json"
+    cfg = json.loads(path.read_text())
+    for key in ("target_modules", "modules_to_save", "exclude_modules"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def trainable_parameters(peft_model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)

@@ -215,6 +215,23 @@ def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
     assert changed and all(any(t in k for t in ("q_proj", "v_proj", "up_proj")) for k in changed)
 
 
+def test_saved_adapter_config_does_not_depend_on_set_order(tmp_path):
+    """PEFT writes target_modules in set (hash) order, which differs between processes; the saved config is
+    sorted so that the same run gives the same bytes."""
+    import json
+
+    from cca.lora import LoRASettings, add_lora, save_adapter
+    from cca.tiny import build_tiny_model
+
+    model, _ = build_tiny_model("llama", seed=0)
+    pm = add_lora(model, LoRASettings(r=2, alpha=4, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"]))
+    pm.peft_config["default"].target_modules = ["v_proj", "up_proj", "q_proj"]   # as one hash order writes it
+    save_adapter(pm, tmp_path)
+    cfg = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert cfg["target_modules"] == ["q_proj", "up_proj", "v_proj"]
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+
+
 def test_lora_refuses_unknown_target_modules():
     from cca.lora import LoRASettings, add_lora
     from cca.tiny import build_tiny_model

@@ -1,11 +1,12 @@
 """General evaluation (lm-eval) on gemma-3-270m: plain HFLM against logits only at the continuation.
 
-    python benchmarks/general_eval_speed.py                     # the small profile's subsample, batch 1
-    python benchmarks/general_eval_speed.py --batch-size 8      # continuation logits only (plain HFLM at 8: OOM)
+    python benchmarks/general_eval_speed.py                              # the small profile's subsample, batch 1
+    python benchmarks/general_eval_speed.py --batch-size 8 --skip-plain  # killed for memory on 23 GiB (README)
 
-Both runs score the same questions in one process, each through a fresh HFLM over the same loaded model
-(the continuation run goes first, so any warm-up favours plain HFLM). Prints wall time per run, the ratio, peak RSS growth, and whether every score
-agrees. Needs results/gemma-3-270m/checkpoint (snakemake --cores all results/gemma-3-270m/checkpoint).
+Both runs score the same questions in one process, each through a fresh HFLM over the same loaded model (the
+continuation run goes first, so any warm-up favours plain HFLM). Prints wall time per run, the ratio, peak RSS
+growth, and whether every score agrees. Needs results/gemma-3-270m/checkpoint
+(snakemake --cores all results/gemma-3-270m/checkpoint).
 """
 import argparse
 import resource

@@ -275,7 +275,8 @@ def cmd_table(args, settings: dict) -> None:
     cols = ["set", "instance_id", "template_id", "correct"]
     items = {conf: pd.concat([read_parquet(root / run_dir(conf, s) / "math.parquet")[cols].assign(seed=s)
                               for s in settings["seeds"]], ignore_index=True) for conf in confs}
-    intervals = math_delta_intervals(items, iters=(settings.get("general") or {}).get("bootstrap_iters", 10_000))
+    iters = (settings.get("general") or {}).get("bootstrap_iters", 10_000)
+    intervals = math_delta_intervals(items, iters=iters)
     general = None
     gseeds = general_seeds(settings)
     if gseeds:
@@ -284,7 +285,7 @@ def cmd_table(args, settings: dict) -> None:
             frames = [read_parquet(root / run_dir(conf, s) / "general.parquet").assign(
                 item=lambda f, s=s: f"seed{s}/" + f["item"].astype(str)) for s in gseeds]
             scores[conf] = pd.concat(frames, ignore_index=True)
-        general = general_columns(scores, iters=settings["general"].get("bootstrap_iters", 10_000))
+        general = general_columns(scores, iters=iters)
     table = results_table(records, general, intervals)
     with atomic_file(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

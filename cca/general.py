@@ -230,6 +230,7 @@ def continuation_lm(**kwargs):
     slices the continuation relative to the end of what the model returns, so the scores are the
     same as plain ``HFLM``'s (tests/test_evaluation.py holds them together). Generation is unchanged.
     """
+    import torch
     from lm_eval.models.huggingface import HFLM
 
     class ContinuationLogitsLM(HFLM):
@@ -250,8 +251,6 @@ def continuation_lm(**kwargs):
             if self._keep is None or attn_mask is not None or labels is not None:
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
             keep = self._keep + (self._spread if inps.shape[0] > 1 else 0)
-            import torch
-
             with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
                                                  enabled=self.mixed_precision_dtype is not None):
                 # inps: [batch, seq]; returns [batch, min(keep, seq), vocab]

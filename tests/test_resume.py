@@ -1,8 +1,20 @@
 """Surviving faults: what a job killed outright (SIGKILL) leaves behind is never taken as finished work,
 and is cleaned up when the job runs again."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pandas as pd
+import pytest
+import yaml
 
 from cca.cli import shard_fingerprint
+from cca.config import ROOT
 from cca.io import remove_stale_temporaries, write_parquet
 
 
@@ -50,21 +62,7 @@ def test_shards_of_other_inputs_with_the_same_instance_ids_are_not_reused(tmp_pa
 
 # --- The whole workflow killed with SIGKILL inside each long rule, then resumed -----------------------------
 
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import yaml  # noqa: E402
-
-from cca.config import ROOT  # noqa: E402
-
-SNAKEFILE = ROOT / "workflow" / "Snakefile"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
 TINY = Path(__file__).parent / "data" / "config_tiny.yaml"
 MODEL = "tiny-gsm"
 TABLE = f"results/{MODEL}/table.csv"
@@ -95,8 +93,7 @@ def _resume_config(workdir: Path) -> None:
 
 
 def _snakemake_command(workdir: Path, target: str = TABLE) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-            "--cores", "2", "--rerun-incomplete", target]
+    return [*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", "--rerun-incomplete", target]
 
 
 def _without_timings(obj):
@@ -126,8 +123,8 @@ def _leftovers(results: Path) -> list[str]:
 
 def _unlock(workdir: Path) -> None:
     """A killed Snakemake leaves its lock on the working directory; the user's first step after a kill."""
-    cmd = [*_snakemake_command(workdir)[:7], "--unlock"]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--unlock"], capture_output=True, text=True,
+                   timeout=300, check=True)
 
 
 def _bench_seconds(results: Path, log: str) -> float:

@@ -180,8 +180,8 @@ rule lora_baseline:
 
 
 def table_inputs(wildcards):
-    """What `cca table` reads: every configuration's math.json and math.parquet (+ update.json) per seed, and general.parquet
-    for the general-evaluation seeds (the same layout functions the command uses)."""
+    """What `cca table` reads: every configuration's math.json and math.parquet (+ update.json) per seed, and
+    general.parquet for the general-evaluation seeds (the same layout functions the command uses)."""
     from cca.cli_eval import configurations, general_configurations, general_seeds, run_dir
 
     base = f"{RESULTS}/{wildcards.model}"

@@ -40,8 +40,8 @@ class Counting:
 
 def reference_pivots(pairs: pd.DataFrame, model, tok, max_new_tokens: int):
     """One HF greedy generation per candidate prefix, in order, batch 1 (the reference code's loop)."""
-    from cca.generation import HFBackend, SamplingSpec
-    from cca.traces import score
+    from cca.traces.generation import HFBackend, SamplingSpec
+    from cca.traces.build import score
 
     hf = Counting(HFBackend(model, tok, batch_size=1))
 
@@ -78,9 +78,9 @@ def main():
     ap.add_argument("--out", default="benchmarks/results/branching_speed_4pairs.json")
     args = ap.parse_args()
 
-    from cca.error_localization import localize, pairs_table
-    from cca.generation import open_backend
-    from cca.models import load_model
+    from cca.localize.dataset import localize, pairs_table
+    from cca.traces.generation import open_backend
+    from cca.models.registry import load_model
 
     d = Path(args.model_dir)
     greedy = pd.read_parquet(d / "traces/greedy.parquet")

@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 def _load(args):
     import torch
 
-    from cca.components import component_map
+    from cca.models.components import component_map
     from cca.io import read_parquet
-    from cca.models import load_model
-    from cca.update import Examples
+    from cca.models.registry import load_model
+    from cca.update.targeted import Examples
 
     torch.set_num_threads(args.threads)
     model, _ = load_model(Path(args.model_dir) / "checkpoint", dtype="float32")
@@ -59,9 +59,9 @@ def _timed(fn, repeats):
 def bench_dcm(args) -> dict:
     import torch
 
-    from cca.dcm import ExampleStates
-    from cca.gating import NNsightGates, hook_gates
-    from cca.shared_prefix import decoder, logit_difference, pair_logit_difference
+    from cca.circuits.dcm import ExampleStates
+    from cca.circuits.gating import NNsightGates, hook_gates
+    from cca.models.shared_prefix import decoder, logit_difference, pair_logit_difference
 
     model, cmap, ex = _load(args)
     for p in model.parameters():
@@ -147,9 +147,9 @@ def bench_update(args) -> dict:
     """Timing of one full-batch step; memory is measured in separate processes (``--memory``)."""
     import torch
 
-    from cca.components import update_slices
-    from cca.row_delta import attach
-    from cca.shared_prefix import logit_difference, logit_difference_backward
+    from cca.models.components import update_slices
+    from cca.update.row_delta import attach
+    from cca.models.shared_prefix import logit_difference, logit_difference_backward
 
     model, cmap, ex = _load(args)
     n = min(args.examples, len(ex))
@@ -189,9 +189,9 @@ def memory_probe(args) -> dict:
     ``--probe update`` (one masked update step)."""
     import torch
 
-    from cca.components import update_slices
-    from cca.row_delta import attach
-    from cca.shared_prefix import logit_difference_backward
+    from cca.models.components import update_slices
+    from cca.update.row_delta import attach
+    from cca.models.shared_prefix import logit_difference_backward
 
     model, cmap, ex = _load(args)
     n = min(args.examples, len(ex))
@@ -202,7 +202,7 @@ def memory_probe(args) -> dict:
     base = _status_mib("VmRSS")
     _rss_peak_reset()
     if args.probe == "forward":
-        from cca.shared_prefix import common_prefix_length, last_position_logits, prefix_cache
+        from cca.models.shared_prefix import common_prefix_length, last_position_logits, prefix_cache
 
         k = common_prefix_length(pre)
         with torch.no_grad():

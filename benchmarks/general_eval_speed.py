@@ -24,8 +24,8 @@ def main():
                                             "triviaqa")
     args = ap.parse_args()
     from cca.config import ROOT, load_config, model_settings
-    from cca.general import evaluate, task_configs
-    from cca.models import load_model
+    from cca.evaluate.general import evaluate, task_configs
+    from cca.models.registry import load_model
 
     torch.set_num_threads(2)
     g = model_settings(load_config(), "gemma-3-270m")["general"]

@@ -25,8 +25,8 @@ def main():
     else:
         os.environ["OMP_NUM_THREADS"] = args.omp
     from cca.config import ROOT, load_config, model_settings
-    from cca.generation import SamplingSpec, VLLMBackend
-    from cca.traces import prompt_texts, tokenize_prompts
+    from cca.traces.generation import SamplingSpec, VLLMBackend
+    from cca.traces.build import prompt_texts, tokenize_prompts
 
     s = model_settings(load_config(), "gemma-3-270m")
     inst = pd.read_parquet(ROOT / "results/gemma-3-270m/instances/main.parquet")

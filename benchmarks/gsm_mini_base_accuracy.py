@@ -5,9 +5,9 @@ solves sometimes but not always (per-template accuracy mostly in 0.1-0.8).
 
 For every template it draws N instances (cca.templates.draw_instances, fixed
 seed), builds the project's 8-shot chain-of-thought prompt
-(cca.prompting.build_prompt with resources/gsm-mini/exemplars.jsonl and the
+(cca.tasks.prompting.build_prompt with resources/gsm-mini/exemplars.jsonl and the
 default header), generates greedily with vLLM (stop at "Q:"), extracts the
-number after "The final answer is" (cca.prompting.extract_answer) and scores
+number after "The final answer is" (cca.tasks.prompting.extract_answer) and scores
 exact match. Prints a per-template table and the mean, and writes the table to
 CSV (last row: template "mean").
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cca.prompting import build_prompt, extract_answer, is_correct, load_exemplars  # noqa: E402
+from cca.tasks.prompting import build_prompt, extract_answer, is_correct, load_exemplars  # noqa: E402
 from cca.templates import draw_instances, load_template_set  # noqa: E402
 
 

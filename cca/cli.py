@@ -10,11 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 def _cmd_prepare_model(args) -> None:
-    from .models import prepare_model
+    from cca.models.registry import prepare_model
 
     record = prepare_model(args.model, args.out, path=args.path, repo_id=args.repo_id, seed=args.seed)
     print(f"prepared {args.model}: {record['architecture']}, {record['num_layers']} layers, "
@@ -31,7 +31,7 @@ def _load_templates(directory: str, name: str | None = None, check: bool = True,
     """
     from tqdm import tqdm
 
-    from .templates import check_defaults, load_template_set
+    from cca.templates import check_defaults, load_template_set
 
     d = Path(directory)
     if not d.is_dir():
@@ -49,8 +49,8 @@ def _cmd_instances_generate(args) -> None:
     import pandas as pd
     from tqdm import tqdm
 
-    from .io import write_parquet
-    from .templates import UNDRAWABLE_UPSTREAM, draw_instances, instances_frame
+    from cca.io import write_parquet
+    from cca.templates import UNDRAWABLE_UPSTREAM, draw_instances, instances_frame
 
     templates = _load_templates(args.templates, args.name, check=not args.no_check, perturbed=args.perturbed)
     skipped = [t.template_id for t in templates if t.template_id in UNDRAWABLE_UPSTREAM]
@@ -68,7 +68,7 @@ def _cmd_instances_generate(args) -> None:
 def _read_table(path: str):
     import pandas as pd
 
-    from .io import read_parquet
+    from cca.io import read_parquet
 
     p = Path(path)
     if p.suffix in (".jsonl", ".json"):
@@ -79,7 +79,7 @@ def _read_table(path: str):
 
 
 def _cmd_instances_verify(args) -> None:
-    from .templates import verify_instance
+    from cca.templates import verify_instance
 
     df = _read_table(args.instances)
     missing = {"template_id", "question", "answer", "variables"} - set(df.columns)
@@ -105,8 +105,8 @@ def _cmd_instances_verify(args) -> None:
 
 
 def _cmd_splits(args) -> None:
-    from .io import read_parquet, write_parquet
-    from .splits import split_instances
+    from cca.io import read_parquet, write_parquet
+    from cca.tasks.splits import split_instances
 
     df = split_instances(read_parquet(args.instances), args.seed, args.train, args.val, args.test)
     write_parquet(df, args.out)
@@ -116,7 +116,7 @@ def _cmd_splits(args) -> None:
 
 
 def _cmd_config(args) -> None:
-    from .config import load_config, model_settings
+    from cca.config import load_config, model_settings
 
     config = load_config(args.config)
     models = [args.model] if args.model else list(config["models"])
@@ -147,7 +147,7 @@ def shard_fingerprint(settings: dict, checkpoint, inputs, *extra) -> str:
     not be taken as finished work."""
     import hashlib
 
-    from .models import checkpoint_path
+    from cca.models.registry import checkpoint_path
 
     roots = {Path(checkpoint), checkpoint_path(checkpoint)}
     files = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns)
@@ -157,10 +157,10 @@ def shard_fingerprint(settings: dict, checkpoint, inputs, *extra) -> str:
 
 
 def _cmd_traces_greedy(args) -> None:
-    from .config import ROOT
-    from .generation import open_backend
-    from .io import read_parquet, write_sharded
-    from .traces import greedy_traces, prompt_texts, tokenize_prompts
+    from cca.config import ROOT
+    from cca.traces.generation import open_backend
+    from cca.io import read_parquet, write_sharded
+    from cca.traces.build import greedy_traces, prompt_texts, tokenize_prompts
 
     s = _settings(args)
     gen = s["generation"]
@@ -179,8 +179,8 @@ def _cmd_traces_greedy(args) -> None:
 
 
 def _cmd_traces_accuracy(args) -> None:
-    from .io import read_parquet, write_parquet
-    from .traces import base_accuracy
+    from cca.io import read_parquet, write_parquet
+    from cca.traces.build import base_accuracy
 
     acc = base_accuracy(read_parquet(args.greedy), args.threshold)
     write_parquet(acc, args.out)
@@ -189,9 +189,9 @@ def _cmd_traces_accuracy(args) -> None:
 
 
 def _cmd_traces_opposite(args) -> None:
-    from .generation import open_backend
-    from .io import read_parquet, write_sharded
-    from .traces import opposite_traces
+    from cca.traces.generation import open_backend
+    from cca.io import read_parquet, write_sharded
+    from cca.traces.build import opposite_traces
 
     s = _settings(args)
     gen, smp = s["generation"], s["sampling"]
@@ -214,9 +214,9 @@ def _cmd_traces_opposite(args) -> None:
 
 
 def _cmd_localize(args) -> None:
-    from .error_localization import localize, pairs_table, summary, timed
-    from .generation import open_backend
-    from .io import read_parquet, write_json, write_parquet
+    from cca.localize.dataset import localize, pairs_table, summary, timed
+    from cca.traces.generation import open_backend
+    from cca.io import read_parquet, write_json, write_parquet
 
     s = _settings(args)
     gen = s["generation"]
@@ -228,7 +228,7 @@ def _cmd_localize(args) -> None:
     else:
         from transformers import AutoTokenizer
 
-        from .models import checkpoint_path
+        from cca.models.registry import checkpoint_path
 
         backend, tokenizer = None, AutoTokenizer.from_pretrained(checkpoint_path(args.checkpoint))
     df, seconds = timed(localize, pairs, args.method, tokenizer, backend, gen["max_new_tokens"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 def _named_paths(items: list[str], flag: str) -> dict[str, str]:
@@ -32,9 +32,9 @@ def chosen_base(update_json: str | None) -> bool:
 def cmd_evaluate_math(args, settings: dict) -> None:
     import pandas as pd
 
-    from .config import ROOT
-    from .evaluation import math_summary, evaluation_instances
-    from .io import read_parquet, write_json, write_parquet
+    from cca.config import ROOT
+    from cca.evaluate.math_accuracy import math_summary, evaluation_instances
+    from cca.io import read_parquet, write_json, write_parquet
 
     t0 = time.perf_counter()
     if args.reuse and chosen_base(args.update):
@@ -42,10 +42,10 @@ def cmd_evaluate_math(args, settings: dict) -> None:
         df = read_parquet(args.reuse)
         source = f"reused: {args.update} chose the base model, so this is {args.reuse}"
     else:
-        from .generation import open_backend
-        from .traces import greedy_traces, prompt_texts, tokenize_prompts
+        from cca.traces.generation import open_backend
+        from cca.traces.build import greedy_traces, prompt_texts, tokenize_prompts
 
-        from .cli_stages import traces_match_validation
+        from cca.cli_stages import traces_match_validation
 
         per_template = settings["splits"]["test"]
         sets = {"test": evaluation_instances(read_parquet(args.instances), read_parquet(args.splits), per_template)}
@@ -102,12 +102,12 @@ def cmd_lora(args, settings: dict) -> None:
     import pandas as pd
     import torch
 
-    from .cli_stages import _torch_threads, _Validator, load_trained_model
-    from .config import ROOT
-    from .figures import validation_curves
-    from .io import atomic_dir, read_parquet, write_json, write_parquet
-    from .lora import LoRASettings, add_lora, save_adapter, solution_completion, train_lora, trainable_parameters
-    from .traces import prompt_texts, tokenize_prompts
+    from cca.cli_stages import _torch_threads, _Validator, load_trained_model
+    from cca.config import ROOT
+    from cca.circuits.figures import validation_curves
+    from cca.io import atomic_dir, read_parquet, write_json, write_parquet
+    from cca.update.lora import LoRASettings, add_lora, save_adapter, solution_completion, train_lora, trainable_parameters
+    from cca.traces.build import prompt_texts, tokenize_prompts
 
     _torch_threads()
     cfg = settings["lora"]
@@ -185,8 +185,8 @@ def cmd_lora(args, settings: dict) -> None:
 def cmd_evaluate_general(args, settings: dict) -> None:
     import shutil
 
-    from .config import ROOT
-    from .io import atomic_file, read_parquet, write_parquet
+    from cca.config import ROOT
+    from cca.io import atomic_file, read_parquet, write_parquet
 
     g = settings.get("general")
     if not g:
@@ -198,9 +198,9 @@ def cmd_evaluate_general(args, settings: dict) -> None:
             shutil.copyfile(args.reuse, tmp)
         source = f"reused: {args.update} chose the base model"
     else:
-        from .cli_stages import _torch_threads
-        from .general import evaluate, task_configs
-        from .models import load_model
+        from cca.cli_stages import _torch_threads
+        from cca.evaluate.general import evaluate, task_configs
+        from cca.models.registry import load_model
 
         _torch_threads()
         data_dir = Path(g.get("data_dir", "resources"))
@@ -258,8 +258,8 @@ def _component_percent(update: dict, configuration: str) -> float:
 def cmd_table(args, settings: dict) -> None:
     import pandas as pd
 
-    from .io import atomic_file, read_parquet
-    from .table import general_columns, math_delta_intervals, results_table, run_record
+    from cca.io import atomic_file, read_parquet
+    from cca.evaluate.table import general_columns, math_delta_intervals, results_table, run_record
 
     root = Path(args.results)
     confs = configurations(settings["localization"]["methods"])
@@ -290,7 +290,7 @@ def cmd_table(args, settings: dict) -> None:
     with atomic_file(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     if args.report:
-        from .report import render_report
+        from cca.evaluate.report import render_report
 
         text = render_report(args.model, table, settings, root, gseeds)
         with atomic_file(args.report) as tmp:

@@ -1,5 +1,5 @@
 """Rule layer of stages 2 and 3 (``cca dcm``, ``cca update``): read artifacts, call the algorithms of
-cca.dcm / cca.update, write artifacts atomically."""
+cca.circuits.dcm / cca.update.targeted, write artifacts atomically."""
 from __future__ import annotations
 
 import json
@@ -8,12 +8,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 def _examples(path):
-    from .io import read_parquet
-    from .update import Examples
+    from cca.io import read_parquet
+    from cca.update.targeted import Examples
 
     return Examples.from_frame(read_parquet(path), source=str(path))
 
@@ -30,12 +30,12 @@ def _torch_threads():
 def cmd_dcm(args, settings: dict) -> None:
     import torch
 
-    from .components import component_map
-    from .dcm import DCMSettings, count_table, train_mask
-    from .figures import heads_heatmap, neurons_bars
-    from .io import write_parquet
-    from .mask_file import save_mask
-    from .models import load_model
+    from cca.models.components import component_map
+    from cca.circuits.dcm import DCMSettings, count_table, train_mask
+    from cca.circuits.figures import heads_heatmap, neurons_bars
+    from cca.io import write_parquet
+    from cca.circuits.mask_file import save_mask
+    from cca.models.registry import load_model
 
     _torch_threads()
     d = settings["dcm"]
@@ -78,7 +78,7 @@ def cmd_dcm(args, settings: dict) -> None:
 def load_trained_model(checkpoint, settings: dict):
     """The model an update or LoRA trains, on the CPU or spread by the model's device_map; the job's first
     tensor_parallel_size GPUs stay free for the vLLM engine that validates it."""
-    from .models import load_model
+    from cca.models.registry import load_model
 
     gen = settings["generation"]
     engine = gen.get("tensor_parallel_size", 1) if gen["backend"] == "vllm" else 0
@@ -100,7 +100,7 @@ class _Validator:
     """Validation accuracy of the model as it is now, through the generation layer."""
 
     def __init__(self, args, settings, model, tokenizer):
-        from .io import read_parquet
+        from cca.io import read_parquet
 
         # Validation generates in update.eval_dtype (float32 by default): in bfloat16 an update smaller
         # than ~1/256 of a weight rounds away, and most lr * grad steps are that small.
@@ -119,12 +119,12 @@ class _Validator:
         self.base_rows = val if traces_match_validation(settings) else None
         self.model, self.dtype = model, gen["dtype"]
         if gen["backend"] == "hf":
-            from .generation import HFBackend
+            from cca.traces.generation import HFBackend
 
             self.backend = HFBackend(model, tokenizer, seed=0)
             self.live, self.tmp = True, None
         else:
-            from .generation import open_backend
+            from cca.traces.generation import open_backend
 
             self.backend = open_backend(args.checkpoint, seed=0, **gen)
             self.live = False
@@ -146,7 +146,7 @@ class _Validator:
     def __call__(self, write=None) -> dict:
         """Validation accuracy; ``write(dir)`` saves the weights to validate (default: the model as it is,
         which for ``write=None`` is the base model, read from the greedy traces where they match)."""
-        from .update import exact_match, val_accuracy
+        from cca.update.targeted import exact_match, val_accuracy
 
         if write is None and self.base_rows is not None:
             rows = self.base_rows
@@ -161,7 +161,7 @@ class _Validator:
 
 def merged_writer(model, wrapped):
     """A ``write(dir)`` saving the model with its row deltas merged (the model is left unmerged)."""
-    from .row_delta import merged
+    from cca.update.row_delta import merged
 
     def write(directory):
         with merged(model, wrapped or {}):
@@ -174,12 +174,12 @@ def cmd_update(args, settings: dict) -> None:
     import pandas as pd
     import torch
 
-    from .components import component_map, update_slices
-    from .figures import validation_curves
-    from .io import atomic_dir, write_json, write_parquet
-    from .mask_file import load_mask, selection_indices
-    from .row_delta import attach, delta_tensors, detach, load_delta, merged
-    from .update import Examples, train
+    from cca.models.components import component_map, update_slices
+    from cca.circuits.figures import validation_curves
+    from cca.io import atomic_dir, write_json, write_parquet
+    from cca.circuits.mask_file import load_mask, selection_indices
+    from cca.update.row_delta import attach, delta_tensors, detach, load_delta, merged
+    from cca.update.targeted import Examples, train
 
     _torch_threads()
     u = settings["update"]
@@ -276,7 +276,7 @@ def cmd_update(args, settings: dict) -> None:
     if args.variant == "mask":
         from safetensors.torch import save_file
 
-        from .io import atomic_file
+        from cca.io import atomic_file
 
         tensors, axes = best_state if best_state is not None else ({}, {})
         with atomic_file(outdir / "delta.safetensors") as tmp:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 def _umask() -> int:

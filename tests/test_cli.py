@@ -83,7 +83,7 @@ def tiny_stage23(tmp_path_factory):
     """A tiny checkpoint and a hand-made Error-Localization dataset (shared prompt + own suffixes)."""
     import random
 
-    from cca.models import prepare_model
+    from cca.models.registry import prepare_model
 
     d = tmp_path_factory.mktemp("stage23")
     prepare_model("tiny-llama", d / "ckpt")
@@ -120,7 +120,7 @@ def test_dcm_mask_collapse_names_the_setting_and_writes_nothing(tiny_stage23, tm
 def test_update_refuses_an_empty_mask(tiny_stage23, tmp_path):
     import torch
 
-    from cca.mask_file import save_mask
+    from cca.circuits.mask_file import save_mask
 
     zero = {f"layers.{i}.{k}": torch.zeros(n, dtype=torch.bool) for i in range(2)
             for k, n in (("q", 4), ("k", 2), ("v", 2), ("mlp", 256))}

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from cca.components import GateSite, component_map, update_slices
-from cca.gating import NNsightGates, execution_order, hook_gates, scale_last_position
-from cca.shared_prefix import (common_prefix_length, completion_nll_backward, decoder, last_position_hidden,
+from cca.models.components import GateSite, component_map, update_slices
+from cca.circuits.gating import NNsightGates, execution_order, hook_gates, scale_last_position
+from cca.models.shared_prefix import (common_prefix_length, completion_nll_backward, decoder, last_position_hidden,
                                last_position_logits, logit_difference_backward, pair_logit_difference, prefix_cache)
-from cca.tiny import ARCHITECTURES, build_tiny_model
+from cca.models.tiny import ARCHITECTURES, build_tiny_model
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)

@@ -3,13 +3,13 @@ import pandas as pd
 import pytest
 import torch
 
-from cca.components import component_map, update_slices
-from cca.dcm import DCMSettings, count_table, scales_from_mask, train_mask
+from cca.models.components import component_map, update_slices
+from cca.circuits.dcm import DCMSettings, count_table, scales_from_mask, train_mask
 from cca.errors import CCAError
-from cca.row_delta import RowDelta, attach, delta_tensors, detach, load_delta, merge, merged, unmerge
-from cca.shared_prefix import logit_difference_backward
-from cca.tiny import build_tiny_model
-from cca.update import Examples, train
+from cca.update.row_delta import RowDelta, attach, delta_tensors, detach, load_delta, merge, merged, unmerge
+from cca.models.shared_prefix import logit_difference_backward
+from cca.models.tiny import build_tiny_model
+from cca.update.targeted import Examples, train
 
 
 def _examples(model, n=6, shared=60, seed=0):
@@ -28,7 +28,7 @@ def llama():
 
 
 def _full_gated_diffs(model, cmap, ex, scales):
-    from cca.gating import hook_gates
+    from cca.circuits.gating import hook_gates
 
     out = []
     with torch.no_grad(), hook_gates(model, cmap, scales):

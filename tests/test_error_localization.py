@@ -2,10 +2,10 @@
 import pandas as pd
 import pytest
 
-from cca.error_localization import localize, pairs_table, summary
-from cca.generation import Completion
-from cca.tiny import build_tokenizer
-from cca.traces import base_accuracy, opposite_traces
+from cca.localize.dataset import localize, pairs_table, summary
+from cca.traces.generation import Completion
+from cca.models.tiny import build_tokenizer
+from cca.traces.build import base_accuracy, opposite_traces
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 
 from cca.config import ROOT
 from cca.errors import CCAError
-from cca.evaluation import math_summary, paired_bootstrap, set_accuracy, evaluation_instances
-from cca.table import general_columns, math_table, results_table, run_record
+from cca.evaluate.math_accuracy import math_summary, paired_bootstrap, set_accuracy, evaluation_instances
+from cca.evaluate.table import general_columns, math_table, results_table, run_record
 
 
 def test_test_instances_use_the_split_or_the_first_per_template():
@@ -73,7 +73,7 @@ def test_math_table_means_stds_and_deltas_over_seeds():
 
 
 def test_math_delta_intervals_pair_questions_across_seeds_and_sit_next_to_their_delta():
-    from cca.table import math_delta_intervals
+    from cca.evaluate.table import math_delta_intervals
 
     def items(correct):        # 2 seeds x 2 templates x 10 questions, one set
         return pd.DataFrame({"seed": np.repeat([0, 1], 20), "set": "test", "instance_id": np.tile(np.arange(20), 2),
@@ -113,7 +113,7 @@ def test_general_columns_pair_questions_and_refuse_other_questions():
 
 
 def test_general_task_configs_read_the_vendored_data():
-    from cca.general import BENCHMARKS, normalize_answer, task_configs
+    from cca.evaluate.general import BENCHMARKS, normalize_answer, task_configs
 
     configs = task_configs(ROOT / "resources", {"mmlu_stem": 2, "mmlu_humanities": 1, "arc_challenge": 5,
                                                 "truthfulqa_mc1": 3, "truthfulqa_mc2": 3, "triviaqa": 4})
@@ -133,15 +133,15 @@ def test_general_task_configs_read_the_vendored_data():
 
 
 def test_truthfulqa_mc2_is_the_normalised_mass_of_true_answers():
-    from cca.general import _mc2
+    from cca.evaluate.general import _mc2
 
     ll = np.log([0.1, 0.1, 0.3])   # unnormalised: the masses are renormalised over the choices
     assert _mc2({"mc2_labels": [1, 1, 0]}, [(x, False) for x in ll])["acc"] == pytest.approx(0.4)
 
 
 def test_general_evaluate_scores_every_question_on_a_tiny_model():
-    from cca.general import evaluate, task_configs
-    from cca.tiny import build_tiny_model
+    from cca.evaluate.general import evaluate, task_configs
+    from cca.models.tiny import build_tiny_model
 
     model, tok = build_tiny_model("llama", seed=0)
     configs = task_configs(ROOT / "resources", {"mmlu_humanities": 1, "arc_challenge": 3, "truthfulqa_mc1": 2,
@@ -160,8 +160,8 @@ def test_continuation_logits_give_plain_hflm_loglikelihoods(batch_size):
     different lengths, in one batch and one at a time."""
     from lm_eval.models.huggingface import HFLM
 
-    from cca.general import continuation_lm
-    from cca.tiny import build_tiny_model
+    from cca.evaluate.general import continuation_lm
+    from cca.models.tiny import build_tiny_model
 
     model, tok = build_tiny_model("llama", seed=0)
     g = torch.Generator().manual_seed(0)
@@ -185,8 +185,8 @@ def test_continuation_logits_give_plain_hflm_loglikelihoods(batch_size):
 
 
 def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
-    from cca.lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
-    from cca.tiny import build_tiny_model
+    from cca.update.lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
+    from cca.models.tiny import build_tiny_model
 
     model, tok = build_tiny_model("llama", seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -220,8 +220,8 @@ def test_saved_adapter_config_does_not_depend_on_set_order(tmp_path):
     sorted so that the same run gives the same bytes."""
     import json
 
-    from cca.lora import LoRASettings, add_lora, save_adapter
-    from cca.tiny import build_tiny_model
+    from cca.update.lora import LoRASettings, add_lora, save_adapter
+    from cca.models.tiny import build_tiny_model
 
     model, _ = build_tiny_model("llama", seed=0)
     pm = add_lora(model, LoRASettings(r=2, alpha=4, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"]))
@@ -233,8 +233,8 @@ def test_saved_adapter_config_does_not_depend_on_set_order(tmp_path):
 
 
 def test_lora_refuses_unknown_target_modules():
-    from cca.lora import LoRASettings, add_lora
-    from cca.tiny import build_tiny_model
+    from cca.update.lora import LoRASettings, add_lora
+    from cca.models.tiny import build_tiny_model
 
     model, _ = build_tiny_model("llama", seed=0)
     with pytest.raises(CCAError, match="lora.targets"):
@@ -244,8 +244,8 @@ def test_lora_refuses_unknown_target_modules():
 def test_table_and_report_leave_configurations_without_general_evaluation_empty(tmp_path):
     """general.configurations may skip some models: their general cells are empty (not zero), and the
     report says they were not evaluated."""
-    from cca.report import render_report
-    from cca.table import general_columns, results_table, run_record
+    from cca.evaluate.report import render_report
+    from cca.evaluate.table import general_columns, results_table, run_record
 
     math = {"sets": {"test": {"template_mean": 0.5, "mean": 0.5}}}
     records = [run_record(c, 0, math, None if c == "original" else {"chosen": "updated"}, 10, 1.0)

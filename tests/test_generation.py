@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from cca.errors import CCAError
-from cca.generation import HFBackend, SamplingSpec, canonical_completion, check_lengths
-from cca.tiny import build_tiny_model
+from cca.traces.generation import HFBackend, SamplingSpec, canonical_completion, check_lengths
+from cca.models.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")

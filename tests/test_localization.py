@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from cca.localization import (Pivot, branching_bisect, branching_scan, drive_searches, first_difference,
+from cca.localize.pivots import (Pivot, branching_bisect, branching_scan, drive_searches, first_difference,
                               prefix_pivot, run_search)
 
 STOP, VOCAB, BUDGET = 0, 7, 14

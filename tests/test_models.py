@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cca.errors import CCAError
-from cca.models import REGISTRY, checkpoint_path, get_spec, load_model, prepare_model
-from cca.tiny import ARCHITECTURES, build_tiny_model
+from cca.models.registry import REGISTRY, checkpoint_path, get_spec, load_model, prepare_model
+from cca.models.tiny import ARCHITECTURES, build_tiny_model
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

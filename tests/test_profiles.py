@@ -15,7 +15,7 @@ import yaml
 
 from cca.config import ROOT, load_config, model_settings, validate_config
 from cca.errors import CCAError
-from cca.scaling import (ARCHITECTURES, GIB, GROUPS, default_gpus, default_resources, rule_resources, rule_threads,
+from cca.models.scaling import (ARCHITECTURES, GIB, GROUPS, default_gpus, default_resources, rule_resources, rule_threads,
                          stage_memory)
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
@@ -231,7 +231,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_tensor_parallel_size_reaches_the_vllm_engine(fake_vllm, tmp_path):
-    from cca.generation import open_backend
+    from cca.traces.generation import open_backend
 
     (tmp_path / "config.json").write_text("{}")
     gen = {"backend": "vllm", "dtype": "bfloat16", "max_new_tokens": 8, "max_model_len": 512}
@@ -243,7 +243,7 @@ def test_tensor_parallel_size_reaches_the_vllm_engine(fake_vllm, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from cca.models import prepare_model
+    from cca.models.registry import prepare_model
 
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint"
     prepare_model("tiny-llama", path)
@@ -253,7 +253,7 @@ def tiny_checkpoint(tmp_path_factory):
 def test_device_map_reaches_from_pretrained(tiny_checkpoint, monkeypatch):
     import transformers
 
-    from cca.models import input_device, load_model
+    from cca.models.registry import input_device, load_model
 
     real = transformers.AutoModelForCausalLM.from_pretrained
     seen = []
@@ -271,11 +271,11 @@ def test_device_map_reaches_from_pretrained(tiny_checkpoint, monkeypatch):
 
 
 def test_update_leaves_the_validation_engines_gpus_free(tiny_checkpoint, monkeypatch):
-    import cca.models
+    import cca.models.registry
     from cca.cli_stages import load_trained_model
 
     seen = []
-    monkeypatch.setattr(cca.models, "load_model", lambda path, **kwargs: seen.append(kwargs))
+    monkeypatch.setattr(cca.models.registry, "load_model", lambda path, **kwargs: seen.append(kwargs))
     gen = {"backend": "vllm", "max_new_tokens": 8, "tensor_parallel_size": 2}
     load_trained_model(tiny_checkpoint, {"generation": gen, "device_map": "auto"})
     load_trained_model(tiny_checkpoint, {"generation": {**gen, "backend": "hf"}, "device_map": None})
@@ -286,7 +286,7 @@ def test_update_leaves_the_validation_engines_gpus_free(tiny_checkpoint, monkeyp
 def test_no_gpu_left_for_the_model_is_a_clear_error(tiny_checkpoint, monkeypatch):
     import torch
 
-    from cca.models import load_model
+    from cca.models.registry import load_model
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(CCAError, match="sees 1 GPU.*validation engine takes 1"):

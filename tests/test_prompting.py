@@ -1,7 +1,7 @@
 import pytest
 
 from cca.errors import CCAError
-from cca.prompting import (build_prompt, extract_answer, gsm8k_solution_to_cot, is_correct, load_exemplars,
+from cca.tasks.prompting import (build_prompt, extract_answer, gsm8k_solution_to_cot, is_correct, load_exemplars,
                            truncate_completion)
 from cca.config import ROOT
 

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from cca.errors import CCAError
-from cca.splits import split_instances
+from cca.tasks.splits import split_instances
 
 
 def _instances(templates=("a/0", "a/1", "a/2"), n=50):

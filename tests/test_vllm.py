@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cca.config import ROOT
-from cca.models import prepare_model
+from cca.models.registry import prepare_model
 from cca.templates import draw_instances, instances_frame, load_template_set
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM not installed")
@@ -58,10 +58,10 @@ def test_vllm_reloads_updated_weights_in_place(tmp_path):
     itself loads in vLLM."""
     import torch
 
-    from cca.components import component_map, update_slices
-    from cca.generation import HFBackend, SamplingSpec, VLLMBackend
-    from cca.models import checkpoint_path, load_model
-    from cca.row_delta import attach, merged
+    from cca.models.components import component_map, update_slices
+    from cca.traces.generation import HFBackend, SamplingSpec, VLLMBackend
+    from cca.models.registry import checkpoint_path, load_model
+    from cca.update.row_delta import attach, merged
 
     prepare_model("tiny-gsm", tmp_path / "ckpt")
     model, tok = load_model(tmp_path / "ckpt")

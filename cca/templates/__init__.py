@@ -68,11 +68,11 @@ a third, a quarter, a fifth, a tenth), fraction_nums (1/2, 1/3, 1/4, 1/5, 2/3, 3
 three quarters, one-fifth, three-fifths, 1/16); fraction_decimals are plain numbers
 (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75).
 """
-from .defaults import check_defaults, default_problems
-from .instantiate import Instance, draw_instances, instances_frame, verify_instance
-from .known_defects import KNOWN_UPSTREAM_DEFECTS, UNDRAWABLE_UPSTREAM
-from .parse import Template, TemplateError, load_template, load_template_set
-from .values import format_answer
+from cca.templates.defaults import check_defaults, default_problems
+from cca.templates.instantiate import Instance, draw_instances, instances_frame, verify_instance
+from cca.templates.known_defects import KNOWN_UPSTREAM_DEFECTS, UNDRAWABLE_UPSTREAM
+from cca.templates.parse import Template, TemplateError, load_template, load_template_set
+from cca.templates.values import format_answer
 
 __all__ = ["KNOWN_UPSTREAM_DEFECTS", "UNDRAWABLE_UPSTREAM", "Instance", "Template", "TemplateError",
            "check_defaults", "default_problems", "draw_instances", "format_answer", "instances_frame",

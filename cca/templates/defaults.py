@@ -20,10 +20,10 @@ import random
 import re
 from fractions import Fraction
 
-from .evaluator import Env, EvalError, is_collection, show, wrap_item
-from .render import normalize_ws, render_question
-from .parse import Template, TemplateError
-from .values import Worded, format_answer, is_number, norm_number, parse_quantity, plain, render_value
+from cca.templates.evaluator import Env, EvalError, is_collection, show, wrap_item
+from cca.templates.render import normalize_ws, render_question
+from cca.templates.parse import Template, TemplateError
+from cca.templates.values import Worded, format_answer, is_number, norm_number, parse_quantity, plain, render_value
 
 
 def _norm_text(s: str) -> str:
@@ -214,7 +214,7 @@ def check_defaults(t: Template, against_original: bool = True, allow_known: bool
     for exactly its listed reason returns that reason instead of raising (one that
     passes, or fails otherwise, still raises). Returns None when the template passes.
     """
-    from .known_defects import KNOWN_UPSTREAM_DEFECTS
+    from cca.templates.known_defects import KNOWN_UPSTREAM_DEFECTS
 
     reason = " | ".join(default_problems(t, against_original))
     known = KNOWN_UPSTREAM_DEFECTS.get(t.template_id) if allow_known else None

@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .values import Worded, is_number, norm_number, number_to_words, plain, render_value
-from .vocabularies import VOCABULARIES
+from cca.templates.values import Worded, is_number, norm_number, number_to_words, plain, render_value
+from cca.templates.vocabularies import VOCABULARIES
 
 MAX_EXPONENT = 64
 MAX_INT_BITS = 2048

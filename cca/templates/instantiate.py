@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .evaluator import Env, EvalError, EvalTimeout, is_collection, show, wrap_item
-from .parse import Template
-from .render import decode_value, encode_value, render_question, render_solution
-from .sampling import Exhaustive, answer_number, schedule, try_draw
-from .values import Worded, decimal_string, format_answer, is_number, norm_number, plain
+from cca.templates.evaluator import Env, EvalError, EvalTimeout, is_collection, show, wrap_item
+from cca.templates.parse import Template
+from cca.templates.render import decode_value, encode_value, render_question, render_solution
+from cca.templates.sampling import Exhaustive, answer_number, schedule, try_draw
+from cca.templates.values import Worded, decimal_string, format_answer, is_number, norm_number, plain
 
 DEFAULT_MAX_TRIES = 1_000_000  # the rarest upstream template (p2/0005) needs ~400k for 50
 GIVE_UP_AFTER = 200_000       # ... but a template with no valid draw by then fails at once

@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CCAError
-from .evaluator import Compiled, Env, EvalError, dotted_name, compile_expr
+from cca.errors import CCAError
+from cca.templates.evaluator import Compiled, Env, EvalError, dotted_name, compile_expr
 
 
 class TemplateError(CCAError, ValueError):

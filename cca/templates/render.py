@@ -15,9 +15,9 @@ import re
 from collections.abc import Mapping
 from fractions import Fraction
 
-from .evaluator import Env
-from .parse import Slot, Template
-from .values import Worded, format_answer, is_number, norm_number, render_value
+from cca.templates.evaluator import Env
+from cca.templates.parse import Slot, Template
+from cca.templates.values import Worded, format_answer, is_number, norm_number, render_value
 
 
 # ------------------------------------------------------------------ variables <-> JSON

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .evaluator import Env, EvalError, is_collection, show, wrap_item
-from .parse import Template
-from .values import is_number, norm_number, plain
+from cca.templates.evaluator import Env, EvalError, is_collection, show, wrap_item
+from cca.templates.parse import Template
+from cca.templates.values import is_number, norm_number, plain
 
 MAX_LEAVES = 1_000_000
 

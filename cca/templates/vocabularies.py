@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fractions import Fraction as F
 
-from .values import Worded
+from cca.templates.values import Worded
 
 
 def _w(pairs):

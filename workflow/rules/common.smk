@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cca.config import model_settings
 from cca.errors import CCAError
-from cca.scaling import rule_resources, rule_threads
+from cca.models.scaling import rule_resources, rule_threads
 from snakemake.exceptions import WorkflowError
 
 ROOT = Path(workflow.basedir).parent
@@ -49,7 +49,7 @@ def placement(s, hf):
     return {"device_map": s["device_map"]} if hf and s.get("device_map") else {}
 
 
-# once per model: cca.scaling reads the settings without changing them
+# once per model: cca.models.scaling reads the settings without changing them
 scheduled_settings = functools.cache(settings_of)
 
 
@@ -61,7 +61,7 @@ def scheduling(model, group, variant="nomask"):
 
 
 def group_resources(group, variant="nomask"):
-    """A rule's resources (gpu, mem_mb, runtime) from its group's in cca.scaling and the config's
+    """A rule's resources (gpu, mem_mb, runtime) from its group's in cca.models.scaling and the config's
     resources section; ``group`` may be a function of the wildcards."""
 
     def pick(name):

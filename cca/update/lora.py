@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 @dataclass
@@ -34,7 +34,7 @@ class LoRASettings:
 
 def solution_completion(solution: str) -> str:
     """The target text after the prompt's 'Let's think step by step.': the exemplars' format."""
-    from .prompting import gsm8k_solution_to_cot
+    from cca.tasks.prompting import gsm8k_solution_to_cot
 
     return " " + gsm8k_solution_to_cot(solution) + "\n"
 
@@ -87,7 +87,7 @@ def train_lora(peft_model, prompts, completions, s: LoRASettings, lr: float, eva
     """
     from transformers import get_cosine_schedule_with_warmup
 
-    from .shared_prefix import completion_nll_backward
+    from cca.models.shared_prefix import completion_nll_backward
 
     n = len(prompts)
     if n == 0:

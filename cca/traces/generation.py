@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 DEFAULT_STOP = ("Q:",)
 
@@ -107,7 +107,7 @@ class HFBackend:
 
     @property
     def device(self):
-        from .models import input_device
+        from cca.models.registry import input_device
 
         return input_device(self.model)
 
@@ -225,7 +225,7 @@ def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16",
                  device_map: str | None = None, **_ignored) -> Backend:
     """A backend over a prepared checkpoint (``results/<model>/checkpoint``): vLLM on
     ``tensor_parallel_size`` GPUs, or Hugging Face on the CPU or spread by ``device_map``."""
-    from .models import checkpoint_path
+    from cca.models.registry import checkpoint_path
 
     if backend == "vllm":
         try:
@@ -236,7 +236,7 @@ def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16",
         return VLLMBackend(checkpoint_path(checkpoint_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
                            max_num_seqs=max_num_seqs, tensor_parallel_size=tensor_parallel_size)
     if backend == "hf":
-        from .models import load_model
+        from cca.models.registry import load_model
 
         model, tokenizer = load_model(checkpoint_dir, dtype="float32", device_map=device_map)
         b = HFBackend(model, tokenizer, seed=seed)

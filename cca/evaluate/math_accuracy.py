@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 def evaluation_instances(instances: pd.DataFrame, split: pd.DataFrame | None, per_template: int) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 KINDS = ("q", "k", "v", "mlp")
 

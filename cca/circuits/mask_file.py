@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import CCAError
-from .io import atomic_file
+from cca.errors import CCAError
+from cca.io import atomic_file
 
 
 def save_mask(path: str | Path, values: dict[str, torch.Tensor], selected: dict[str, torch.Tensor],

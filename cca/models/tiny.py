@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cca.config import ROOT
+
 ARCHITECTURES = ("gemma2", "gemma3", "olmo2", "llama", "qwen2")
 # "<|endoftext|>" is in the vocabulary because the Qwen2 tokenizer class (which AutoTokenizer picks for a
 # qwen2 model) adds it when it is missing, which would give a token id beyond the embedding.
 VOCAB_SIZE = 512
-_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+_RESOURCES = ROOT / "resources"
 
 
 def _common(vocab_size: int, tokenizer) -> dict:
@@ -84,8 +86,8 @@ def train_on_gsm_mini(model, tokenizer, steps: int, seed: int = 0, batch_size: i
 
     import torch
 
-    from .prompting import ANSWER_CUE, gsm8k_solution_to_cot
-    from .templates import draw_instances, load_template_set
+    from cca.tasks.prompting import ANSWER_CUE, gsm8k_solution_to_cot
+    from cca.templates import draw_instances, load_template_set
 
     rng = random.Random(seed)
     torch.manual_seed(seed)

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 DEFAULT_HEADER = "As an expert problem solver, solve step by step the following mathematical questions."
 ANSWER_CUE = "Let's think step by step."

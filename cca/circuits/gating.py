@@ -11,7 +11,7 @@ from typing import Mapping
 
 import torch
 
-from .components import ComponentMap, GateSite
+from cca.models.components import ComponentMap, GateSite
 
 
 def scale_last_position(x: torch.Tensor, scale: torch.Tensor, site: GateSite) -> torch.Tensor:
@@ -79,7 +79,7 @@ class NNsightGates:
     def __init__(self, model, cmap: ComponentMap):
         from nnsight import NNsight
 
-        from .shared_prefix import decoder
+        from cca.models.shared_prefix import decoder
 
         self.model, self.cmap = model, cmap
         self.root = decoder(model)
@@ -112,7 +112,7 @@ class NNsightGates:
 
 def _shallow(inputs: dict) -> dict:
     """Inputs for a probe forward that must not mutate a cache passed in ``inputs``."""
-    from .shared_prefix import cache_view
+    from cca.models.shared_prefix import cache_view
 
     out = dict(inputs)
     if out.get("past_key_values") is not None:

@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 SPLITS = ("train", "val", "test")
 

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from .models import input_device
+from cca.models.registry import input_device
 
 
 def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CCAError
-from .io import atomic_dir
+from cca.errors import CCAError
+from cca.io import atomic_dir
 
 MODEL_JSON = "model.json"
 
@@ -75,7 +75,7 @@ def prepare_model(name: str, out_dir: str | Path, *, path: str | None = None, re
         if spec.source == "embedded":
             weights = _prepare_embedded(spec, tmp)
         elif spec.source == "tiny":
-            from .tiny import build_tiny_model
+            from cca.models.tiny import build_tiny_model
 
             model, tokenizer = build_tiny_model(spec.architecture, seed=seed, train_steps=spec.train_steps)
             model.save_pretrained(tmp)

@@ -17,7 +17,7 @@ most half of the components remain selected, i.e. once the mask has begun to sel
 
 Cost: a gate at the last position cannot change any earlier position, so each example's keys and
 values up to its last token are computed once, without gradient (the prompt shared by all examples
-once for all: ``cca.shared_prefix``), and every step costs one token's forward and backward per example.
+once for all: ``cca.models.shared_prefix``), and every step costs one token's forward and backward per example.
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ from typing import Sequence
 
 import torch
 
-from .components import ComponentMap
-from .errors import CCAError
-from .gating import NNsightGates, hook_gates
-from .models import input_device
-from .shared_prefix import cache_view, common_prefix_length, decoder, pair_logit_difference, prefix_cache
+from cca.models.components import ComponentMap
+from cca.errors import CCAError
+from cca.circuits.gating import NNsightGates, hook_gates
+from cca.models.registry import input_device
+from cca.models.shared_prefix import cache_view, common_prefix_length, decoder, pair_logit_difference, prefix_cache
 
 
 @dataclass(frozen=True)

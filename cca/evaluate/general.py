@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 BENCHMARKS = ("mmlu_stem", "mmlu_humanities", "arc_challenge", "truthfulqa_mc1", "truthfulqa_mc2", "triviaqa")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import paired_bootstrap
+from cca.evaluate.math_accuracy import paired_bootstrap
 
 CONFIGURATIONS = ("original", "cca-prefix-mask", "cca-prefix-nomask", "cca-branching-mask", "cca-branching-nomask",
                   "lora")
@@ -61,7 +61,7 @@ def general_columns(scores: dict[str, pd.DataFrame], iters: int = 10_000, seed: 
     ``scores[configuration]``: per-question rows with columns benchmark, item, score; every configuration
     must have been scored on the same questions (the same subsample), or the pairing is refused.
     """
-    from .errors import CCAError
+    from cca.errors import CCAError
 
     if "original" not in scores:
         raise CCAError("general evaluation: the original model's scores are missing")
@@ -96,7 +96,7 @@ def math_delta_intervals(items: dict[str, pd.DataFrame], iters: int = 10_000, se
     with (seed, template) as the groups, so several seeds pool into one interval. Questions are paired by
     (seed, set, instance); a configuration scored on other questions than the original is refused.
     """
-    from .errors import CCAError
+    from cca.errors import CCAError
 
     if "original" not in items:
         raise CCAError("math evaluation: the original model's per-question results are missing")

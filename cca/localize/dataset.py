@@ -9,9 +9,9 @@ import time
 
 import pandas as pd
 
-from .generation import Backend, SamplingSpec
-from .localization import branching_bisect, branching_scan, drive_searches, prefix_pivot
-from .traces import score, truncate_completion_ids
+from cca.traces.generation import Backend, SamplingSpec
+from cca.localize.pivots import branching_bisect, branching_scan, drive_searches, prefix_pivot
+from cca.traces.build import score, truncate_completion_ids
 
 COLUMNS = ["instance_id", "template_id", "method", "status", "prefix_ids", "prefix_text", "desired_id",
            "desired_text", "undesired_id", "undesired_text", "pivot_position", "greedy_correct",

@@ -2,8 +2,8 @@
 
 Loss = mean over the whole Error-Localization set of -(logit_desired - logit_undesired) at the
 intervention position (full batch: the gradient of every step is exact over all examples, computed in
-micro-batches with the shared prompt run once: ``cca.shared_prefix``). Plain SGD, W -= lr * grad, as the
-reference code; with a mask only the fp32 row deltas of ``cca.row_delta`` are trainable, without one
+micro-batches with the shared prompt run once: ``cca.models.shared_prefix``). Plain SGD, W -= lr * grad, as the
+reference code; with a mask only the fp32 row deltas of ``cca.update.row_delta`` are trainable, without one
 every parameter is. Validation exact-match at the configured steps through the generation layer; the
 best step wins, and the base model (step 0) is a candidate too.
 """
@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .errors import CCAError
-from .shared_prefix import common_prefix_length, logit_difference_backward
+from cca.errors import CCAError
+from cca.models.shared_prefix import common_prefix_length, logit_difference_backward
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,8 @@ def exact_match(templates: list[str], correct: list[bool]) -> dict:
 def val_accuracy(backend, prompts: list[list[int]], gold: list[float], templates: list[str],
                  max_new_tokens: int) -> dict:
     """Greedy exact match of the model behind ``backend`` (see ``exact_match``)."""
-    from .generation import SamplingSpec
-    from .traces import score
+    from cca.traces.generation import SamplingSpec
+    from cca.traces.build import score
 
     outs = backend.generate(prompts, SamplingSpec(max_new_tokens=max_new_tokens))
     return exact_match(templates, [score(backend.tokenizer, [], o[0].token_ids, g)[1] for o, g in zip(outs, gold)])

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 GIB = 2**30
 CARD_BYTES = 80 * GIB       # the card the defaults are sized for (A100/H100 80 GB)
 USABLE = 0.9                # of a card for the Hugging Face side, after the CUDA context and allocator slack
-VLLM_FRACTION = 0.85        # of a card that vLLM takes on GPU (cca.generation)
+VLLM_FRACTION = 0.85        # of a card that vLLM takes on GPU (cca.traces.generation)
 PROMPT_TOKENS = 1024        # the few-shot prompt every example shares (8-shot GSM: about 1,000 tokens)
 QUESTION_TOKENS = 128       # one question after the prompt
 EVAL_TOKENS = 1024          # one general-evaluation request (few-shot TriviaQA is the longest)
@@ -73,7 +73,7 @@ class Architecture:
         return self.layers * sum(r * sum(shapes[t]) for t in targets if t in shapes)
 
 
-# The published configurations (config.json on the Hugging Face Hub) of the models in cca.models.REGISTRY.
+# The published configurations (config.json on the Hugging Face Hub) of the models in cca.models.registry.REGISTRY.
 ARCHITECTURES = {
     "gemma-3-270m": Architecture(18, 640, 4, 1, 256, 2048, 262144, tied=True),
     "gemma-2-2b": Architecture(26, 2304, 8, 4, 256, 9216, 256000, tied=True),
@@ -156,7 +156,7 @@ def tensor_parallel_size(settings: dict) -> int:
 def default_gpus(group: str, settings: dict, variant: str = "nomask") -> int:
     """GPUs of a group's job: vLLM on ``tensor_parallel_size`` GPUs; the Hugging Face side on the CPU
     unless the model has a device_map, then on as many cards as its memory needs; the update and LoRA
-    jobs validate with vLLM on GPUs of their own (cca.models.load_model leaves them to the engine)."""
+    jobs validate with vLLM on GPUs of their own (cca.models.registry.load_model leaves them to the engine)."""
     if group in CPU_ONLY:
         return 0
     vllm = settings["generation"]["backend"] == "vllm"

@@ -1,6 +1,6 @@
 """Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces.
 
-Functions over tables and a generation backend (cca.generation); the rule layer (cca.cli)
+Functions over tables and a generation backend (cca.traces.generation); the rule layer (cca.cli)
 reads and writes the Parquet files.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from .errors import CCAError
-from .generation import Backend, Completion, SamplingSpec, check_lengths
-from .prompting import build_prompt, extract_answer, is_correct, load_exemplars
+from cca.errors import CCAError
+from cca.traces.generation import Backend, Completion, SamplingSpec, check_lengths
+from cca.tasks.prompting import build_prompt, extract_answer, is_correct, load_exemplars
 
 
 def prompt_texts(instances: pd.DataFrame, task_config: dict, root) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .errors import CCAError
+from cca.errors import CCAError
 
 
 class RowDelta(nn.Module):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_file
+from cca.io import atomic_file
 
 
 def _pyplot():

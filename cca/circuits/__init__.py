@@ -1,0 +1,1 @@
+"""Stage 2: DCM masks over attention heads and MLP neurons: gates, training, mask files, figures."""

@@ -1,0 +1,1 @@
+"""Stage 3: the targeted update (row deltas of the selected components), its w/o mask ablation, and the LoRA baseline."""

@@ -79,6 +79,7 @@ def main():
     args = ap.parse_args()
 
     from cca.localize.dataset import localize, pairs_table
+    from cca.traces.config import GenerationConfig
     from cca.traces.generation import open_backend
     from cca.models.registry import load_model
 
@@ -103,15 +104,16 @@ def main():
         pivots["a_reference_hf"] = ref
         del model
 
-    backend = Counting(open_backend(d / "checkpoint", backend="vllm", dtype=args.dtype,
-                                    max_model_len=4096, seed=0))
+    gen = GenerationConfig(backend="vllm", dtype=args.dtype, max_new_tokens=args.max_new_tokens, max_model_len=4096,
+                           max_num_seqs=None, tensor_parallel_size=1)
+    backend = Counting(open_backend(d / "checkpoint", gen, seed=0))
     runs = [("b_exact_scan_vllm", "scan", 1)] + [
         ("c_bisect_vllm" if p == 1 else f"c_bisect{p}_vllm", "bisect", p) for p in args.bisect_points]
     for name, search, points in runs:
         backend.calls = backend.tokens = 0
         backend.backend.llm.reset_prefix_cache()   # no method starts with another's cached prefixes
         t = time.perf_counter()
-        df = localize(pairs, "branching", backend.tokenizer, backend, args.max_new_tokens, search=search,
+        df = localize(pairs, "branching", backend.tokenizer, backend, args.max_new_tokens, search=search, batch=8,
                       bisect_points=points)
         wall = time.perf_counter() - t
         pivots[name] = {r.instance_id: (None if r.status != "ok" else int(r.pivot_position))

@@ -26,6 +26,7 @@ def main():
         os.environ["OMP_NUM_THREADS"] = args.omp
     from cca.config import ROOT, load_config, model_settings
     from cca.traces.generation import SamplingSpec, VLLMBackend
+    from cca.tasks.config import TaskConfig
     from cca.traces.build import prompt_texts, tokenize_prompts
 
     s = model_settings(load_config(), "gemma-3-270m")
@@ -33,7 +34,7 @@ def main():
     inst = inst.iloc[:: max(1, len(inst) // args.prompts)].head(args.prompts)
     b = VLLMBackend(ROOT / "results/gemma-3-270m/checkpoint", max_model_len=2048, max_num_seqs=args.max_num_seqs,
                     dtype=args.dtype)
-    p = tokenize_prompts(b.tokenizer, prompt_texts(inst, s["task_config"], ROOT))
+    p = tokenize_prompts(b.tokenizer, prompt_texts(inst, TaskConfig.from_dict(s["task_config"]), ROOT))
     t = time.time()
     out = b.generate(p, SamplingSpec(max_new_tokens=128))
     dt = time.time() - t

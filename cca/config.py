@@ -24,8 +24,17 @@ MAX_DEPTH = 50        # levels of nesting
 
 @functools.cache
 def _schema() -> dict:
-    """The parsed schema (read once: model_settings validates against it for every rule's params)."""
-    return yaml.safe_load(SCHEMA.read_text())
+    """The parsed schema (read once: model_settings validates against it for every rule's params), with the
+    enums that registries define: localization methods (cca.localize.methods) and the configurations
+    they make (cca.layout)."""
+    from cca.layout import all_configurations
+    from cca.localize.methods import METHODS
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    profile = schema["$defs"]["profile"]["properties"]
+    profile["localization"]["properties"]["methods"]["items"] = {"enum": list(METHODS)}
+    profile["general"]["properties"]["configurations"]["items"] = {"enum": all_configurations()}
+    return schema
 
 
 def _key_path(path) -> str:
@@ -126,6 +135,63 @@ def load_config(path: str | Path = ROOT / "config.yaml") -> dict:
     return validate_config(config, source=str(path.name))
 
 
+def _resolve(schema: dict, defs: dict) -> dict:
+    """A schema node with its ``$ref`` (to ``#/$defs/...``) merged in; the node's own keys win."""
+    while "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def fill_defaults(value, schema: dict, defs: dict | None = None):
+    """``value`` (validated against ``schema``) with every absent key that has a schema default filled in,
+    at every level; the schema is the one place a default is written."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    schema = _resolve(schema, defs)
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    props = schema.get("properties", {})
+    for key, sub in props.items():
+        sub = _resolve(sub, defs)
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = fill_defaults(out[key], sub, defs)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in out:
+            if key not in props:
+                out[key] = fill_defaults(out[key], extra, defs)
+    return out
+
+
+def profile_default(*keys: str):
+    """The schema's default of a profile setting (``profile_default("general", "bootstrap_iters")``)."""
+    path = ("$defs", "profile") + tuple(p for k in keys for p in ("properties", k))
+    return copy.deepcopy(schema_node(path)["default"])
+
+
+def schema_node(path: tuple[str, ...]) -> dict:
+    """The schema's node at ``path`` (``("$defs", "profile", "properties", "dcm")``), references resolved."""
+    schema = _schema()
+    defs = schema["$defs"]
+    node = schema
+    for key in path:
+        node = _resolve(node[key], defs)
+    return node
+
+
+def with_schema_defaults(values: dict, path: tuple[str, ...]) -> dict:
+    """``values`` with every absent key that has a default in the schema node at ``path`` filled in."""
+    return fill_defaults(values, schema_node(path), _schema()["$defs"])
+
+
+def profile_section(name: str, values: dict) -> dict:
+    """A profile section (``dcm``, ``update``, ...) as given, every absent key with a schema default filled in."""
+    return with_schema_defaults(values, ("$defs", "profile", "properties", name))
+
+
 def deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
@@ -135,7 +201,8 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 def model_settings(config: dict, model: str, source: str = "config.yaml") -> dict:
-    """The settings ``model`` runs with: its profile, overrides merged on top, its task spelled out."""
+    """The settings ``model`` runs with: its profile, overrides merged on top, schema defaults filled in,
+    its task spelled out (``task_config``)."""
     models = config["models"]
     if model not in models:
         raise CCAError(f"unknown model '{model}': {source} lists {', '.join(map(str, models))}; "
@@ -148,7 +215,9 @@ def model_settings(config: dict, model: str, source: str = "config.yaml") -> dic
     if errors:
         raise CCAError(f"{source}: {where} gives an invalid setting: {errors[0]}")
     _check_profile(settings, where, config, source)
-    settings["task_config"] = config["tasks"][settings["task"]]
+    settings = fill_defaults(settings, profile_schema)
+    task_schema = _schema()["properties"]["tasks"]["additionalProperties"]
+    settings["task_config"] = fill_defaults(config["tasks"][settings["task"]], task_schema, _schema()["$defs"])
     settings["profile"] = entry["profile"]
     settings["model"] = model
     settings["path"] = entry.get("path")

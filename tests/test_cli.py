@@ -10,6 +10,8 @@ import pytest
 from cca.config import ROOT
 
 MINI = ROOT / "resources" / "gsm-mini" / "templates"
+TASK = {"templates": str(MINI), "exemplars": {"file": str(ROOT / "resources/gsm-mini/exemplars.jsonl"), "indices": [0]},
+        "header": "Solve."}
 
 
 def cca(*args):
@@ -53,7 +55,7 @@ def test_template_failing_its_default_check_is_named(tmp_path):
     t["answer"] = t["answer"].rsplit("####", 1)[0] + "#### 123456"
     first.write_text(json.dumps(t))
     out = tmp_path / "out.parquet"
-    proc = cca("instances", "generate", "--templates", bad, "--n", 2, "--out", out)
+    proc = cca("instances", "generate", "--templates", bad, "--n", 2, "--seed", 0, "--out", out)
     assert proc.returncode == 2
     assert f"templates/{first.stem}" in proc.stderr and proc.stderr.startswith("error:")
     assert not out.exists() and list(tmp_path.glob(".out.parquet*")) == []
@@ -69,7 +71,7 @@ def test_unwritable_results_directory(tmp_path, instances):
 
 
 def test_missing_template_directory():
-    proc = cca("instances", "generate", "--templates", "no/such/dir", "--n", 2, "--out", "x.parquet")
+    proc = cca("instances", "generate", "--templates", "no/such/dir", "--n", 2, "--seed", 0, "--out", "x.parquet")
     assert proc.returncode == 2 and "no/such/dir does not exist" in proc.stderr
 
 
@@ -103,7 +105,7 @@ DCM = {"dcm": {"lr": 0.5, "epochs": 6, "batch_size": 2, "lr_step_size": 5, "lr_g
 def test_dcm_refuses_a_dataset_without_pivots(tiny_stage23, tmp_path):
     out = tmp_path / "lambda0.01.safetensors"
     proc = cca("dcm", "--checkpoint", tiny_stage23 / "ckpt", "--dataset", tiny_stage23 / "empty.parquet",
-               "--lam", 0.01, "--settings", json.dumps(DCM), "--out", out)
+               "--lam", 0.01, "--seed", 0, "--settings", json.dumps(DCM), "--out", out)
     assert proc.returncode == 2 and "no pivots" in proc.stderr and "sampling.num_samples" in proc.stderr
     assert not list(tmp_path.iterdir())
 
@@ -111,7 +113,7 @@ def test_dcm_refuses_a_dataset_without_pivots(tiny_stage23, tmp_path):
 def test_dcm_mask_collapse_names_the_setting_and_writes_nothing(tiny_stage23, tmp_path):
     out = tmp_path / "lambda100.safetensors"
     proc = cca("dcm", "--checkpoint", tiny_stage23 / "ckpt", "--dataset", tiny_stage23 / "el.parquet",
-               "--lam", 100, "--settings", json.dumps(DCM), "--out", out)
+               "--lam", 100, "--seed", 0, "--settings", json.dumps(DCM), "--out", out)
     assert proc.returncode == 2, proc.stderr
     assert "selected no component" in proc.stderr and "lower dcm.lambdas" in proc.stderr
     assert not list(tmp_path.iterdir())
@@ -131,7 +133,7 @@ def test_update_refuses_an_empty_mask(tiny_stage23, tmp_path):
     out.parent.mkdir()
     proc = cca("update", "--variant", "mask", "--checkpoint", tiny_stage23 / "ckpt", "--dataset",
                tiny_stage23 / "el.parquet", "--greedy", "x", "--splits", "y", "--masks", tmp_path / "m.safetensors",
-               "--settings", json.dumps(settings), "--out", out)
+               "--seed", 0, "--settings", json.dumps(settings), "--out", out)
     assert proc.returncode == 2 and "selects no component" in proc.stderr and "dcm.lambdas" in proc.stderr
     assert not list(out.parent.iterdir())
 
@@ -152,12 +154,13 @@ def test_lora_without_eligible_templates_says_which_setting(tiny_stage23, instan
     split.to_parquet(tmp_path / "split.parquet")
     acc.to_parquet(tmp_path / "acc.parquet")
     settings = {"lora": {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"], "lrs": [1e-3], "epochs": 1,
-                         "batch_size": 2, "warmup_steps": 0}}
+                         "batch_size": 2, "warmup_steps": 0},
+                "generation": {"backend": "hf", "max_new_tokens": 8}, "eval_dtype": "float32", "task": TASK}
     out = tmp_path / "lora" / "update.json"
     out.parent.mkdir()
     proc = cca("lora", "--checkpoint", tiny_stage23 / "ckpt", "--instances", instances, "--splits",
                tmp_path / "split.parquet", "--accuracy", tmp_path / "acc.parquet", "--greedy", "x",
-               "--settings", json.dumps(settings), "--out", out)
+               "--seed", 0, "--settings", json.dumps(settings), "--out", out)
     assert proc.returncode == 2 and "template_filter.max_base_accuracy" in proc.stderr
     assert not list(out.parent.iterdir())
 
@@ -179,11 +182,9 @@ def test_original_math_takes_test_rows_from_greedy_traces_and_generates_robustne
     proc = cca("instances", "generate", "--templates", MINI, "--n", 1, "--seed", 1, "--out", robust,
                "--name", "hard", "--perturbed")
     assert proc.returncode == 0, proc.stderr
-    task = {"templates": str(MINI), "exemplars": {"file": str(ROOT / "resources/gsm-mini/exemplars.jsonl"),
-                                                    "indices": [0]}, "header": "Solve."}
     for dtype, from_traces in (("float32", True), ("bfloat16", False)):
         settings = {"generation": {"backend": "hf", "dtype": dtype, "max_new_tokens": 4, "max_model_len": 1024},
-                    "update": {"eval_dtype": "float32"}, "splits": {"test": 2}, "task": task}
+                    "eval_dtype": "float32", "test_per_template": 2, "task": TASK}
         out = tmp_path / dtype / "math.parquet"
         out.parent.mkdir()
         proc = cca("evaluate", "math", "--checkpoint", tiny_stage23 / "ckpt", "--instances", instances, "--splits",

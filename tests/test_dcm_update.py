@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from cca.models.components import component_map, update_slices
-from cca.circuits.dcm import DCMSettings, count_table, scales_from_mask, train_mask
+from cca.circuits.config import DCMConfig
+from cca.circuits.dcm import count_table, scales_from_mask, train_mask
+from cca.config import profile_section
 from cca.errors import CCAError
 from cca.update.row_delta import RowDelta, attach, delta_tensors, detach, load_delta, merge, merged, unmerge
 from cca.models.shared_prefix import logit_difference_backward
@@ -38,13 +40,18 @@ def _full_gated_diffs(model, cmap, ex, scales):
     return torch.tensor(out)
 
 
+def dcm_config(**values) -> DCMConfig:
+    """DCM settings as a profile gives them: these values, the schema's defaults for the rest."""
+    return DCMConfig.from_dict(profile_section("dcm", {"lambdas": [1.0], **values}))
+
+
 def test_dcm_raises_the_logit_difference_and_backends_agree(llama):
     cmap = component_map(llama)
     ex = _examples(llama)
-    cfg = DCMSettings(lam=1e-4, lr=5e-2, epochs=4, batch_size=3, early_stop_fraction=1.0)
-    hooks = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, cfg)
-    nns = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, DCMSettings(**{**cfg.__dict__,
-                                                                                        "backend": "nnsight"}))
+    cfg = dcm_config(lr=5e-2, epochs=4, batch_size=3, early_stop_fraction=1.0)
+    hooks = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, cfg, lam=1e-4, seed=0)
+    nns = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, cfg.replace(backend="nnsight"),
+                     lam=1e-4, seed=0)
     for k in hooks.values:
         assert torch.allclose(hooks.values[k], nns.values[k], atol=1e-5), k
     assert hooks.history[-1]["logit_diff"] > hooks.history[0]["logit_diff"]
@@ -65,7 +72,7 @@ def test_dcm_large_lambda_drives_masks_to_zero_and_early_stops(llama):
     cmap = component_map(llama)
     ex = _examples(llama, n=4)
     res = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired,
-                     DCMSettings(lam=10.0, lr=0.2, epochs=30, batch_size=2, early_stop_fraction=0.5))
+                     dcm_config(lr=0.2, epochs=30, batch_size=2, early_stop_fraction=0.5), lam=10.0, seed=0)
     assert res.n_selected == 0
     assert res.stopped_early and res.epochs_run < 30
     for p in llama.parameters():
@@ -111,7 +118,7 @@ def test_targeted_update_leaves_every_other_weight_bit_identical():
     params = [rd.delta for rd in wrapped.values()]
     assert all(not p.requires_grad for n, p in model.named_parameters() if not n.endswith(".delta"))
     curve, best, state = train(model, params, ex, lr=0.5, steps=3, eval_steps=[1, 3],
-                               evaluate=lambda step: float(step),
+                               evaluate=lambda step: float(step), micro_batch=8,
                                snapshot=lambda: delta_tensors(wrapped))
     assert [r["step"] for r in curve] == [1, 2, 3] and best == 3 and curve[2]["loss"] < curve[0]["loss"]
     assert all(p.grad is None for p in model.parameters())  # no gradient was kept for base weights
@@ -162,7 +169,7 @@ def test_nan_loss_stops_the_update(llama):
     with torch.no_grad():
         next(iter(wrapped.values())).delta.fill_(float("nan"))
     with pytest.raises(CCAError, match="lower update.lrs"):
-        train(llama, [rd.delta for rd in wrapped.values()], ex, 0.1, 2, [2], lambda s: 0.0, lambda: None)
+        train(llama, [rd.delta for rd in wrapped.values()], ex, 0.1, 2, [2], lambda s: 0.0, lambda: None, micro_batch=8)
     detach(llama, wrapped)
     for p in llama.parameters():
         p.requires_grad_(True)

@@ -64,12 +64,12 @@ def test_branching_finds_the_operand_prefix_finds_the_name(tok, search):
     greedy, opposite = _pair(model, prompt)
     pairs = pairs_table(greedy, opposite)
 
-    pre = localize(pairs, "prefix", tok).iloc[0]
+    pre = localize(pairs, "prefix", tok, None, max_new_tokens=64, search=search, batch=4, bisect_points=1).iloc[0]
     assert pre.status == "ok" and pre.pivot_position == 0
     assert (pre.desired_id, pre.undesired_id) == (model.opposite[0], model.greedy[0])
     assert list(pre.prefix_ids) == list(prompt)  # the intervention token is the prompt's last
 
-    br = localize(pairs, "branching", tok, backend=model, max_new_tokens=64, search=search, batch=4).iloc[0]
+    br = localize(pairs, "branching", tok, model, max_new_tokens=64, search=search, batch=4, bisect_points=1).iloc[0]
     k = len(model.A)
     assert br.status == "ok" and br.pivot_position == k
     assert (br.desired_id, br.undesired_id) == (model.B5[0], model.B4[0])
@@ -99,7 +99,7 @@ def test_no_opposite_trace_is_counted_not_dropped(tok):
     opp = opposite_traces(Never(), greedy, greedy[["instance_id"]], num_samples=4, temperature=1.0, top_p=1.0,
                           max_new_tokens=8, round_size=2)
     assert len(opp) == 3 and not opp["found"].any() and (opp["samples_drawn"] == 4).all()
-    s = summary(len(opp), opp, {"prefix": localize(pairs_table(greedy, opp), "prefix", tok)}, {})
+    s = summary(len(opp), opp, {"prefix": localize(pairs_table(greedy, opp), "prefix", tok, None, 8, "scan", 8, None)}, {})
     assert s["no_opposite_trace"] == 3 and s["pairs_found"] == 0 and s["methods"]["prefix"]["pivots_found"] == 0
 
 

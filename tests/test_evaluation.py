@@ -184,14 +184,24 @@ def test_continuation_logits_give_plain_hflm_loglikelihoods(batch_size):
     assert np.allclose([x for x, _ in kept], [x for x, _ in plain], atol=1e-4)
 
 
+def lora_config(**values):
+    """LoRA settings: these values over a small valid section, the schema's defaults for the rest."""
+    from cca.config import profile_section
+    from cca.update.config import LoRAConfig
+
+    section = {"r": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"], "lrs": [1e-3], "epochs": 1,
+               "batch_size": 2, **values}
+    return LoRAConfig.from_dict(profile_section("lora", section))
+
+
 def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
-    from cca.update.lora import LoRASettings, add_lora, solution_completion, train_lora, trainable_parameters
+    from cca.update.lora import add_lora, solution_completion, train_lora, trainable_parameters
     from cca.models.tiny import build_tiny_model
 
     model, tok = build_tiny_model("llama", seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    s = LoRASettings(r=4, alpha=8, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"], epochs=2, batch_size=2,
-                     warmup_steps=1)
+    s = lora_config(r=4, alpha=8, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"], epochs=2, batch_size=2,
+                    warmup_steps=1)
     torch.manual_seed(0)
     pm = add_lora(model, s)
     trainable, total = trainable_parameters(pm)
@@ -220,11 +230,11 @@ def test_saved_adapter_config_does_not_depend_on_set_order(tmp_path):
     sorted so that the same run gives the same bytes."""
     import json
 
-    from cca.update.lora import LoRASettings, add_lora, save_adapter
+    from cca.update.lora import add_lora, save_adapter
     from cca.models.tiny import build_tiny_model
 
     model, _ = build_tiny_model("llama", seed=0)
-    pm = add_lora(model, LoRASettings(r=2, alpha=4, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"]))
+    pm = add_lora(model, lora_config(r=2, alpha=4, dropout=0.0, targets=["q_proj", "v_proj", "up_proj"]))
     pm.peft_config["default"].target_modules = ["v_proj", "up_proj", "q_proj"]   # as one hash order writes it
     save_adapter(pm, tmp_path)
     cfg = json.loads((tmp_path / "adapter_config.json").read_text())
@@ -233,12 +243,12 @@ def test_saved_adapter_config_does_not_depend_on_set_order(tmp_path):
 
 
 def test_lora_refuses_unknown_target_modules():
-    from cca.update.lora import LoRASettings, add_lora
+    from cca.update.lora import add_lora
     from cca.models.tiny import build_tiny_model
 
     model, _ = build_tiny_model("llama", seed=0)
     with pytest.raises(CCAError, match="lora.targets"):
-        add_lora(model, LoRASettings(targets=["query_key_value"]))
+        add_lora(model, lora_config(targets=["query_key_value"]))
 
 
 def test_table_and_report_leave_configurations_without_general_evaluation_empty(tmp_path):

@@ -196,7 +196,7 @@ def test_resources_follow_the_config(tmp_path):
     assert all(('"device_map": "auto"' in line) == ("results/tiny-llama/" in line) for line in dcm)
     greedy = [line for line in out.splitlines() if line.startswith("Shell command:") and "traces greedy" in line
               and "results/tiny-llama/" in line]
-    assert greedy and '"device_map"' not in greedy[0]   # vLLM generation does not load the model with Hugging Face
+    assert greedy and '"device_map": "auto"' not in greedy[0]   # vLLM generation does not load the model with Hugging Face
 
 
 def test_slurm_profile_plans_the_whole_dag(tmp_path):
@@ -230,13 +230,21 @@ def fake_vllm(monkeypatch):
     return calls
 
 
+def generation_config(**values):
+    """Generation settings: these values, the schema's defaults for the rest."""
+    from cca.config import profile_section
+    from cca.traces.config import GenerationConfig
+
+    return GenerationConfig.from_dict(profile_section("generation", values))
+
+
 def test_tensor_parallel_size_reaches_the_vllm_engine(fake_vllm, tmp_path):
     from cca.traces.generation import open_backend
 
     (tmp_path / "config.json").write_text("{}")
-    gen = {"backend": "vllm", "dtype": "bfloat16", "max_new_tokens": 8, "max_model_len": 512}
-    open_backend(tmp_path, seed=0, **gen)
-    open_backend(tmp_path, seed=0, **gen, tensor_parallel_size=4)
+    gen = generation_config(backend="vllm", dtype="bfloat16", max_new_tokens=8, max_model_len=512)
+    open_backend(tmp_path, gen, seed=0)
+    open_backend(tmp_path, gen.replace(tensor_parallel_size=4), seed=0)
     assert "tensor_parallel_size" not in fake_vllm[0]     # absent: the engine's arguments as before
     assert fake_vllm[1]["tensor_parallel_size"] == 4
 
@@ -272,13 +280,13 @@ def test_device_map_reaches_from_pretrained(tiny_checkpoint, monkeypatch):
 
 def test_update_leaves_the_validation_engines_gpus_free(tiny_checkpoint, monkeypatch):
     import cca.models.registry
-    from cca.cli_stages import load_trained_model
+    from cca.update.validation import load_trained_model
 
     seen = []
     monkeypatch.setattr(cca.models.registry, "load_model", lambda path, **kwargs: seen.append(kwargs))
-    gen = {"backend": "vllm", "max_new_tokens": 8, "tensor_parallel_size": 2}
-    load_trained_model(tiny_checkpoint, {"generation": gen, "device_map": "auto"})
-    load_trained_model(tiny_checkpoint, {"generation": {**gen, "backend": "hf"}, "device_map": None})
+    gen = generation_config(backend="vllm", max_new_tokens=8, tensor_parallel_size=2)
+    load_trained_model(tiny_checkpoint, gen, "auto")
+    load_trained_model(tiny_checkpoint, gen.replace(backend="hf"), None)
     assert seen == [{"dtype": "float32", "device_map": "auto", "skip_gpus": 2},
                     {"dtype": "float32", "device_map": None, "skip_gpus": 0}]
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cca.cli import shard_fingerprint
+from cca.cli.common import shard_fingerprint
 from cca.config import ROOT
 from cca.io import remove_stale_temporaries, write_parquet
 

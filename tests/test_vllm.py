@@ -18,7 +18,8 @@ def test_vllm_greedy_traces_match_hf(tmp_path):
     prepare_model("tiny-llama", tmp_path / "ckpt")
     templates = load_template_set(ROOT / "resources/gsm-mini/templates", "gsm-mini")[:6]
     instances_frame([i for t in templates for i in draw_instances(t, 1, 0)]).to_parquet(tmp_path / "inst.parquet")
-    task = {"exemplars": {"file": "resources/gsm-mini/exemplars.jsonl", "indices": [0, 1]}, "header": ""}
+    task = {"templates": "resources/gsm-mini/templates", "exemplars": {"file": "resources/gsm-mini/exemplars.jsonl",
+                                                                        "indices": [0, 1]}, "header": ""}
     tables = {}
     for backend in ("vllm", "hf"):
         settings = {"generation": {"backend": backend, "dtype": "float32", "max_new_tokens": 16,

@@ -9,11 +9,10 @@ lambda * sum(m). Adam, StepLR stepped per epoch, masks clamped to [0, 1] after e
 is selected when its mask rounds to 1 (m > 0.5).
 
 Early stop: training stops when the number of selected components has not changed for
-``early_stop_fraction`` of an epoch's batches. Read literally the rule would stop at once (every mask
-starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at first), and counted from
-the first change it stops in the slow trickle before most masks cross (measured on gemma-3-270m: stopped
-after 4 epochs with 36,971 of 36,972 components selected). The patience counter therefore starts once at
-most half of the components remain selected, i.e. once the mask has begun to select.
+``early_stop_fraction`` of an epoch's batches, counted once at most half of the components remain
+selected. Every mask starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at
+first; counted from the start (or from the first change) the rule would stop before the mask has begun
+to select (docs/method.md).
 
 Cost: a gate at the last position cannot change any earlier position, so each example's keys and
 values up to its last token are computed once, without gradient (the prompt shared by all examples
@@ -28,26 +27,12 @@ from typing import Sequence
 
 import torch
 
+from cca.circuits.config import DCMConfig
 from cca.models.components import ComponentMap
 from cca.errors import CCAError
 from cca.circuits.gating import NNsightGates, hook_gates
 from cca.models.registry import input_device
 from cca.models.shared_prefix import cache_view, common_prefix_length, decoder, pair_logit_difference, prefix_cache
-
-
-@dataclass(frozen=True)
-class DCMSettings:
-    lam: float
-    lr: float = 5e-3
-    epochs: int = 50
-    batch_size: int = 8
-    lr_step_size: int = 5
-    lr_gamma: float = 0.9
-    early_stop_fraction: float = 0.2
-    unselected: str = "ablate"     # ablate: scale 2m | keep: scale 1+m
-    seed: int = 0
-    backend: str = "hooks"         # hooks | nnsight
-    cache_budget_gib: float = 8.0  # per-example KV kept in memory up to this size, recomputed beyond
 
 
 @dataclass
@@ -118,14 +103,16 @@ def _check_finite(loss: torch.Tensor, where: str) -> None:
 
 
 def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], desired: Sequence[int],
-               undesired: Sequence[int], settings: DCMSettings, progress: bool = False) -> DCMResult:
-    """Learn a DCM mask on Error-Localization examples (token ids; see module docstring)."""
+               undesired: Sequence[int], settings: DCMConfig, lam: float, seed: int,
+               progress: bool = False) -> DCMResult:
+    """Learn a DCM mask for sparsity penalty ``lam`` on Error-Localization examples (token ids; see module
+    docstring); ``seed`` fixes the batch order."""
     n = len(prefixes)
     if n == 0:
         raise CCAError("DCM got no Error-Localization examples")
     for p in model.parameters():
         p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(seed)
     names = [s.name for s in cmap.sites]
     sizes = [s.count for s in cmap.sites]
     mask = torch.nn.Parameter(torch.ones(sum(sizes)))
@@ -143,7 +130,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
     patience = max(1, math.ceil(settings.early_stop_fraction * batches_per_epoch))
     history, last_count, flat, started = [], mask.numel(), 0, False
     epochs_run, stopped = 0, False
-    bar = _bar(progress, settings.epochs * batches_per_epoch, f"DCM lambda={settings.lam:g}")
+    bar = _bar(progress, settings.epochs * batches_per_epoch, f"DCM lambda={lam:g}")
     for epoch in range(settings.epochs):
         order = torch.randperm(n, generator=gen).tolist()
         for b in range(batches_per_epoch):
@@ -159,7 +146,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
                     diffs.append(pair_logit_difference(model, hidden[:, -1], torch.tensor([desired[i]]),
                                                        torch.tensor([undesired[i]])))
             d = torch.cat(diffs)
-            loss = -d.mean() + settings.lam * mask.sum().to(d.device)
+            loss = -d.mean() + lam * mask.sum().to(d.device)
             _check_finite(loss, f"epoch {epoch + 1}, batch {b + 1}")
             opt.zero_grad()
             loss.backward()

@@ -1,6 +1,6 @@
 """Evaluation metrics: GSM test accuracy per set and paired differences between two models.
 
-Pure functions over tables; the rule layer (cca.cli_eval) generates and writes the artifacts.
+Pure functions over tables; the rule layer (cca.cli.evaluation) generates and writes the artifacts.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cca.layout import VARIANTS, label, run_dir
+
 # Table 1 of the paper (GSM-Symbolic test, mean per template): original -> CCA (Branching, w/ mask).
 PAPER_TABLE1 = {
     "gemma-2-2b": {"original": 0.411, "cca": 0.525, "percent_components": 1.59},
@@ -12,10 +14,6 @@ PAPER_TABLE1 = {
     "olmo-2-7b": {"original": 0.739, "cca": 0.794, "percent_components": None},
     "olmo-2-13b": {"original": 0.742, "cca": 0.786, "percent_components": None},
 }
-
-LABELS = {"original": "original", "cca-prefix-mask": "CCA prefix, w/ mask", "cca-prefix-nomask": "CCA prefix, w/o mask",
-          "cca-branching-mask": "CCA branching, w/ mask", "cca-branching-nomask": "CCA branching, w/o mask",
-          "lora": "LoRA"}
 
 
 def _fmt(x, digits=3):
@@ -29,7 +27,7 @@ def _math_rows(table: pd.DataFrame, sets: list[str]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
         d = r._asdict()
-        cells = [LABELS.get(r.configuration, r.configuration), str(r.seeds),
+        cells = [label(r.configuration), str(r.seeds),
                  "-" if r.configuration == "original" else f"{r.updated_seeds} of {r.seeds}",
                  f"{r.dataset_size:.0f}", f"{r.percent_components:.2f}"]
         for s in sets:
@@ -45,7 +43,7 @@ def _general_rows(table: pd.DataFrame, benches: list[str]) -> list[str]:
     head = ["configuration"] + benches
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.to_dict("records"):
-        cells = [LABELS.get(r["configuration"], r["configuration"])]
+        cells = [label(r["configuration"])]
         if all(pd.isna(r[b]) for b in benches):
             lines.append("| " + " | ".join(cells + ["not evaluated (general.configurations)"] * len(benches)) + " |")
             continue
@@ -93,11 +91,11 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
         for method in settings["localization"]["methods"]:
             for png in sorted((root / f"seed{seed}" / method / "masks").glob("*.png")):
                 figures.append(f"![{png.stem}]({png.relative_to(root).as_posix()})")
-            for variant in ("mask", "nomask"):
-                p = root / f"seed{seed}" / method / variant / "curve.png"
+            for variant in VARIANTS:
+                p = root / run_dir(f"cca-{method}-{variant}", seed) / "curve.png"
                 if p.exists():
                     figures.append(f"![validation {method} {variant} seed {seed}]({p.relative_to(root).as_posix()})")
-        p = root / f"seed{seed}" / "lora" / "curve.png"
+        p = root / run_dir("lora", seed) / "curve.png"
         if p.exists():
             figures.append(f"![validation LoRA seed {seed}]({p.relative_to(root).as_posix()})")
     if figures:

@@ -1,6 +1,6 @@
 """results/<model>/table.csv: the paper's Tables 1, 2 and 7 in one table, from the run records.
 
-Pure functions over small records; the rule layer (cca.cli_eval) reads the artifacts.
+Pure functions over small records; the rule layer (cca.cli.table) reads the artifacts.
 
 One row per configuration: the original model, CCA {prefix, branching} x {w/ mask, w/o mask}, LoRA.
 Accuracies are means over seeds of the mean per-template greedy exact match (the paper's metric);
@@ -13,9 +13,21 @@ import numpy as np
 import pandas as pd
 
 from cca.evaluate.math_accuracy import paired_bootstrap
+from cca.layout import all_configurations
 
-CONFIGURATIONS = ("original", "cca-prefix-mask", "cca-prefix-nomask", "cca-branching-mask", "cca-branching-nomask",
-                  "lora")
+
+def component_percent(update: dict, configuration: str) -> float:
+    """The share of components a configuration trained: 100 w/o mask, LoRA's trainable share, else the
+    chosen lambda's mask (the mean over the lambdas when the base model was chosen)."""
+    if configuration.endswith("nomask"):
+        return 100.0
+    if configuration == "lora":
+        return float(update["trainable_percent"])
+    masks = update.get("masks") or {}
+    lam = update.get("best", {}).get("lambda")
+    if lam is not None and str(lam) in masks:
+        return float(masks[str(lam)]["percent"])
+    return float(np.mean([m["percent"] for m in masks.values()])) if masks else 0.0
 
 
 def run_record(configuration: str, seed: int, math: dict, update: dict | None, dataset_size: int,
@@ -37,8 +49,8 @@ def math_table(records: list[dict]) -> pd.DataFrame:
                                                  "chosen", "best") and not c.endswith("_plain")]
     orig = df[df["configuration"] == "original"].set_index("seed")
     rows = []
-    order = [c for c in CONFIGURATIONS if c in set(df["configuration"])] + \
-        sorted(set(df["configuration"]) - set(CONFIGURATIONS))
+    known = all_configurations()
+    order = [c for c in known if c in set(df["configuration"])] + sorted(set(df["configuration"]) - set(known))
     for conf in order:
         g = df[df["configuration"] == conf].sort_values("seed")
         row = {"configuration": conf, "seeds": len(g), "dataset_size": float(g["dataset_size"].mean()),

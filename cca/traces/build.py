@@ -12,15 +12,16 @@ import pandas as pd
 
 from cca.errors import CCAError
 from cca.traces.generation import Backend, Completion, SamplingSpec, check_lengths
+from cca.tasks.config import TaskConfig
 from cca.tasks.prompting import build_prompt, extract_answer, is_correct, load_exemplars
 
 
-def prompt_texts(instances: pd.DataFrame, task_config: dict, root) -> list[str]:
-    ex = task_config["exemplars"]
+def prompt_texts(instances: pd.DataFrame, task: TaskConfig, root) -> list[str]:
+    """Every instance's few-shot prompt: the task's header, its exemplars, the question."""
+    ex = task.exemplars
     exemplars = load_exemplars(root / ex["file"] if not str(ex["file"]).startswith("/") else ex["file"],
                                ex["indices"])
-    header = task_config.get("header", "")
-    return [build_prompt(q, exemplars, header) for q in instances["question"]]
+    return [build_prompt(q, exemplars, task.header) for q in instances["question"]]
 
 
 def tokenize_prompts(tokenizer, texts: Sequence[str]) -> list[list[int]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from cca.errors import CCAError
+from cca.traces.config import GenerationConfig
 
 DEFAULT_STOP = ("Q:",)
 
@@ -157,7 +158,7 @@ CPU_KV_CACHE_GIB = 2
 class VLLMBackend:
     """vLLM with prefix caching; the engine's seed is set once (a per-request seed crashes the CPU worker)."""
 
-    def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int = 4096, seed: int = 0,
+    def __init__(self, model_path: str, dtype: str, max_model_len: int, seed: int = 0,
                  memory_fraction: float | None = None, enforce_eager: bool | None = None,
                  max_num_seqs: int | None = None, tensor_parallel_size: int = 1):
         from vllm import LLM
@@ -165,9 +166,8 @@ class VLLMBackend:
 
         on_cpu = current_platform.is_cpu()
         if on_cpu and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            # vLLM's "auto" binding pins the worker to one core on a 2-core machine (next to an engine
-            # process that busy-polls); binding it to every core we may use was 1.7x faster
-            # (benchmarks/generation_speed.py: 149 vs 88 tok/s).
+            # The worker's threads are bound to every core this process may use: vLLM's "auto" binding
+            # can leave it one core on a small machine (docs/performance.md has the measurement).
             cores = sorted(os.sched_getaffinity(0))
             contiguous = cores == list(range(cores[0], cores[-1] + 1))
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = (f"{cores[0]}-{cores[-1]}" if contiguous
@@ -181,8 +181,8 @@ class VLLMBackend:
         if memory_fraction is None:
             memory_fraction = 0.25 if on_cpu else 0.85
         if max_num_seqs is None:
-            # Measured on 2 CPU cores with gemma-3-270m: 256 concurrent 700-token prompts ran 3x slower
-            # than batches of 64 (the KV cache fills and requests are preempted and recomputed).
+            # On CPU the fixed KV cache holds about 64 few-shot prompts: more concurrent sequences are
+            # preempted and recomputed (docs/performance.md).
             max_num_seqs = 64 if on_cpu else 256
         # tensor parallelism only when asked for: the engine's arguments stay as they were otherwise
         parallel = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}
@@ -220,26 +220,25 @@ def _progress() -> bool:
     return os.environ.get("CCA_PROGRESS", "1") != "0"
 
 
-def open_backend(checkpoint_dir, backend: str = "vllm", dtype: str = "bfloat16", max_model_len: int = 4096,
-                 seed: int = 0, max_num_seqs: int | None = None, tensor_parallel_size: int = 1,
-                 device_map: str | None = None, **_ignored) -> Backend:
+def open_backend(checkpoint_dir, generation: GenerationConfig, seed: int, device_map: str | None = None) -> Backend:
     """A backend over a prepared checkpoint (``results/<model>/checkpoint``): vLLM on
-    ``tensor_parallel_size`` GPUs, or Hugging Face on the CPU or spread by ``device_map``."""
+    ``generation.tensor_parallel_size`` GPUs, or Hugging Face on the CPU or spread by ``device_map``."""
     from cca.models.registry import checkpoint_path
 
-    if backend == "vllm":
+    if generation.backend == "vllm":
         try:
             import vllm  # noqa: F401
         except ImportError as e:
             raise CCAError("generation.backend is vllm but vLLM is not installed: make install (CPU) or "
                            "make install EXTRA=gpu, or set generation.backend: hf in config.yaml") from e
-        return VLLMBackend(checkpoint_path(checkpoint_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
-                           max_num_seqs=max_num_seqs, tensor_parallel_size=tensor_parallel_size)
-    if backend == "hf":
+        return VLLMBackend(checkpoint_path(checkpoint_dir), dtype=generation.dtype,
+                           max_model_len=generation.max_model_len, seed=seed, max_num_seqs=generation.max_num_seqs,
+                           tensor_parallel_size=generation.tensor_parallel_size)
+    if generation.backend == "hf":
         from cca.models.registry import load_model
 
         model, tokenizer = load_model(checkpoint_dir, dtype="float32", device_map=device_map)
         b = HFBackend(model, tokenizer, seed=seed)
-        b.max_len = min(b.max_len, max_model_len)
+        b.max_len = min(b.max_len, generation.max_model_len)
         return b
-    raise CCAError(f"unknown generation backend '{backend}': use vllm or hf")
+    raise CCAError(f"unknown generation backend '{generation.backend}': use vllm or hf")

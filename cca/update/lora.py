@@ -12,24 +12,10 @@ one per example, the one difference from a plain batched forward).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from cca.errors import CCAError
-
-
-@dataclass
-class LoRASettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.1
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                         "up_proj", "down_proj"])
-    epochs: int = 2
-    batch_size: int = 32
-    warmup_steps: int = 5
-    micro_batch: int = 8
+from cca.update.config import LoRAConfig
 
 
 def solution_completion(solution: str) -> str:
@@ -39,7 +25,7 @@ def solution_completion(solution: str) -> str:
     return " " + gsm8k_solution_to_cot(solution) + "\n"
 
 
-def add_lora(model, s: LoRASettings):
+def add_lora(model, s: LoRAConfig):
     """Wrap ``model`` with fresh LoRA adapters (B = 0: the wrapped model computes what the base does)."""
     from peft import LoraConfig, get_peft_model
 
@@ -79,7 +65,7 @@ def adapter_state(peft_model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in peft_model.state_dict().items() if "lora_" in k}
 
 
-def train_lora(peft_model, prompts, completions, s: LoRASettings, lr: float, evaluate, seed: int = 0,
+def train_lora(peft_model, prompts, completions, s: LoRAConfig, lr: float, evaluate, seed: int = 0,
                progress: bool = False, label: str = ""):
     """Fine-tune the adapters; ``evaluate()`` (validation accuracy) after each epoch.
 

@@ -48,7 +48,7 @@ def sgd_step(params: Sequence[torch.nn.Parameter], lr: float) -> None:
 
 def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: float, steps: int,
           eval_steps: Sequence[int], evaluate: Callable[[int], float], snapshot: Callable[[], object],
-          micro_batch: int = 8, progress: bool = False, label: str = "") -> tuple[list[dict], int, object]:
+          micro_batch: int, progress: bool = False, label: str = "") -> tuple[list[dict], int, object]:
     """SGD on the logit-difference loss; returns (curve rows, best step, snapshot at the best step).
 
     ``evaluate(step)`` gives the validation metric of the model as it is; ``snapshot()`` a copy of the

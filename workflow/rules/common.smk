@@ -7,11 +7,13 @@ from pathlib import Path
 
 from cca.config import model_settings
 from cca.errors import CCAError
+from cca.layout import VARIANTS
+from cca.localize.methods import METHODS
 from cca.models.scaling import rule_resources, rule_threads
 from snakemake.exceptions import WorkflowError
 
 ROOT = Path(workflow.basedir).parent
-RESULTS = config.get("results_dir", "results")
+RESULTS = config["results_dir"]   # the schema default is filled by validate()
 # The package runs in the interpreter that runs Snakemake (the project's environment), or, under
 # --use-conda, in the rule's conda environment with this checkout on its path.
 try:
@@ -43,10 +45,14 @@ def settings_of(model):
         raise WorkflowError(str(e))
 
 
-def placement(s, hf):
-    """For the settings JSON of a stage: the model's device_map when the stage loads it with Hugging Face
-    (``hf``) and one is set; nothing otherwise, so the params of a model without one stay as they were."""
-    return {"device_map": s["device_map"]} if hf and s.get("device_map") else {}
+def stage_params(settings_class):
+    """A rule's ``--settings``: the JSON of its stage's settings object (``settings_class.from_model``), which
+    holds just what the stage depends on, so a change re-runs only the rules whose object changed."""
+
+    def get(wildcards):
+        return shlex.quote(settings_class.from_model(settings(wildcards)).to_json())
+
+    return get
 
 
 # once per model: cca.models.scaling reads the settings without changing them
@@ -92,9 +98,9 @@ def template_dir(wildcards):
     task = settings(wildcards)["task_config"]
     if wildcards.template_set == "main":
         return repo_path(task["templates"])
-    if wildcards.template_set not in task.get("robustness", {}):
+    if wildcards.template_set not in task["robustness"]:
         raise WorkflowError(f"task of model {wildcards.model} has no template set '{wildcards.template_set}': "
-                            f"use main or one of {sorted(task.get('robustness', {}))}")
+                            f"use main or one of {sorted(task['robustness'])}")
     return repo_path(task["robustness"][wildcards.template_set])
 
 
@@ -119,8 +125,8 @@ def bench_path(name):
 
 
 wildcard_constraints:
-    method=r"prefix|branching",
-    variant=r"mask|nomask",
+    method="|".join(METHODS),
+    variant="|".join(VARIANTS),
 
 
 def methods(wildcards):

@@ -1,11 +1,5 @@
-# Stage 2: DCM masks over Q/K/V heads and MLP neurons, one per lambda.
-
-
-def dcm_settings(wildcards):
-    """The DCM settings without the lambda list: adding or removing a lambda re-runs only its own mask."""
-    s = settings(wildcards)
-    picked = {"dcm": {k: v for k, v in s["dcm"].items() if k != "lambdas"}, **placement(s, True)}
-    return shlex.quote(json.dumps(picked, sort_keys=True))
+# Stage 2: DCM masks over Q/K/V heads and MLP neurons, one per lambda (cca/cli/dcm.py).
+from cca.cli.dcm import MaskSettings
 
 
 rule dcm_mask:
@@ -19,7 +13,7 @@ rule dcm_mask:
         heads=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.heads.png",
         neurons=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.neurons.png",
     params:
-        settings=dcm_settings,
+        settings=stage_params(MaskSettings),
     threads: group_threads("dcm")
     resources:
         **group_resources("dcm"),

@@ -1,19 +1,5 @@
-# Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces.
-
-
-def stage_settings(*keys, hf_model=False):
-    """Params: the JSON of just the settings a rule depends on (a change re-runs only that rule and after);
-    ``hf_model``: the stage loads the model with Hugging Face (as generation does with the hf backend)."""
-
-    def get(wildcards):
-        s = settings(wildcards)
-        picked = {k: s[k] for k in keys if k != "task"}
-        if "task" in keys:
-            picked["task"] = s["task_config"]
-        picked.update(placement(s, hf_model or s["generation"]["backend"] == "hf"))
-        return shlex.quote(json.dumps(picked, sort_keys=True))
-
-    return get
+# Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces (cca/cli/generation.py).
+from cca.cli.generation import GreedyTracesSettings, OppositeTracesSettings
 
 
 rule greedy_traces:
@@ -23,7 +9,7 @@ rule greedy_traces:
     output:
         f"{RESULTS}/{{model}}/traces/greedy.parquet",
     params:
-        settings=stage_settings("generation", "task"),
+        settings=stage_params(GreedyTracesSettings),
     threads: group_threads("generation")  # locally one model at a time: the engine uses every core
     resources:
         **group_resources("generation"),
@@ -66,7 +52,7 @@ rule opposite_traces:
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",
     params:
-        settings=stage_settings("generation", "sampling"),
+        settings=stage_params(OppositeTracesSettings),
     threads: group_threads("generation")  # locally one model at a time: the engine uses every core
     resources:
         **group_resources("generation"),

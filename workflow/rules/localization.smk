@@ -1,20 +1,10 @@
-# Stage 1b: pivotal-token localization into Error-Localization datasets (prefix and branching methods).
-
-
-def localization_settings(wildcards):
-    """Generation and localization settings; bisect_points only when the search is bisect (it changes
-    nothing otherwise, so adding it must not re-run the exact scan)."""
-    s = settings(wildcards)
-    loc = dict(s["localization"])
-    if loc.get("branching_search", "scan") != "bisect":
-        loc.pop("bisect_points", None)
-    picked = {"generation": s["generation"], "localization": loc, **placement(s, s["generation"]["backend"] == "hf")}
-    return shlex.quote(json.dumps(picked, sort_keys=True))
+# Stage 1b: pivotal-token localization into Error-Localization datasets, one per method (cca/cli/localization.py).
+from cca.cli.localization import LocalizeSettings
 
 
 def localization_group(wildcards):
-    """The branching search generates (a model job); prefix localization reads traces only."""
-    return "localization" if wildcards.method == "branching" else "data"
+    """A method whose search generates is a model job; one that reads traces only is a data job."""
+    return "localization" if METHODS[wildcards.method].generates else "data"
 
 
 rule error_localization:
@@ -26,7 +16,7 @@ rule error_localization:
         dataset=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.summary.json",
     params:
-        settings=localization_settings,
+        settings=stage_params(LocalizeSettings),
     threads: group_threads(localization_group)  # locally one model at a time: the engine uses every core
     resources:
         **group_resources(localization_group),

@@ -1,4 +1,6 @@
-# Stage 3: the targeted update of the selected components (w/ mask) and of all parameters (w/o mask).
+# Stage 3: the targeted update of the selected components (w/ mask) and of all parameters (w/o mask)
+# (cca/cli/update.py).
+from cca.cli.update import UpdateSettings
 
 
 def update_inputs(with_masks):
@@ -43,7 +45,7 @@ rule targeted_update:
     output:
         **update_outputs("mask"),
     params:
-        settings=stage_settings("update", "generation", hf_model=True),
+        settings=stage_params(UpdateSettings),
         masks=lambda wildcards, input: " ".join(input.masks),
         variant="mask",
     threads: group_threads("update")
@@ -65,7 +67,7 @@ rule full_update:
     output:
         **update_outputs("nomask"),
     params:
-        settings=stage_settings("update", "generation", hf_model=True),
+        settings=stage_params(UpdateSettings),
         masks="",
         variant="nomask",
     threads: group_threads("update")

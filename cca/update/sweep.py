@@ -1,0 +1,112 @@
+"""The selection both the targeted update and LoRA use: the base model and every trained candidate
+(one per learning rate, and per mask), chosen by validation accuracy alone.
+
+A candidate is chosen only when its best validation is strictly above the best so far, the base model
+first, so a tie keeps the base model (this project's choice: the reference code always keeps an
+updated model).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def choose(base: dict, runs: Iterable[tuple[dict, list[dict], object]]) -> tuple[list[dict], dict, object]:
+    """(every candidate's curve rows, the chosen record, its state; None when the base model is chosen).
+
+    ``base``: the base model's record (with ``val_accuracy``); ``runs`` yields per candidate its record at
+    its best look (``val_accuracy`` None when it was never validated), its curve rows and its state there.
+    ``runs`` is consumed one candidate at a time, so a generator may restore the model between them.
+    """
+    rows, best, best_state = [], dict(base), None
+    for record, curve, state in runs:
+        rows += curve
+        value = record["val_accuracy"]
+        if state is not None and value is not None and value > best["val_accuracy"]:
+            best, best_state = record, state
+    return rows, best, best_state
+
+
+def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, validator, base_state):
+    """The targeted update's candidates: every (mask, lr) with ``masks`` [(lambda, selected)], else every lr
+    of the all-parameter update. Yields as ``choose`` reads; the model is restored after each candidate
+    (its row deltas detached, or ``base_state`` loaded)."""
+    from cca.circuits.mask_file import selection_indices
+    from cca.errors import CCAError
+    from cca.models.components import update_slices
+    from cca.update.row_delta import attach, delta_tensors, detach
+    from cca.update.targeted import train
+    from cca.update.validation import host_copy, merged_writer
+
+    candidates = [(lam, sel, lr) for lam, sel in masks for lr in config.lrs] if masks else \
+        [(None, None, lr) for lr in config.lrs]
+    for lam, sel, lr in candidates:
+        label = (f"lambda={lam:g} " if lam is not None else "") + f"lr={lr:g}"
+        if sel is not None:
+            slices = update_slices(cmap, selection_indices(sel), tuple(config.targets))
+            if not slices:
+                raise CCAError(f"mask of lambda {lam:g} selects no component that update.targets "
+                               f"{config.targets} can update: add targets or lower dcm.lambdas")
+            wrapped = attach(model, slices)
+            params = [rd.delta for rd in wrapped.values()]
+            snapshot = lambda w=wrapped: delta_tensors(w)  # noqa: E731
+        else:
+            wrapped = {}
+            for p in model.parameters():
+                p.requires_grad_(True)
+            params = list(model.parameters())
+            snapshot = lambda: host_copy(model)  # noqa: E731
+        plain = {}
+
+        def evaluate(step, w=wrapped):
+            r = validator(merged_writer(model, w))
+            plain[step] = r["mean"]
+            return r["template_mean"]
+
+        curve, step, state = train(model, params, examples, lr, config.steps, config.eval_steps, evaluate, snapshot,
+                                   micro_batch=config.micro_batch, progress=True, label=label)
+        rows = [{"config": label, "lambda": lam, "lr": lr, **r, "val_accuracy_plain": plain.get(r["step"])}
+                for r in curve]
+        value = max((r["val_accuracy"] for r in curve if r["val_accuracy"] is not None), default=None)
+        print(f"{label}: best val accuracy {value} at step {step}")
+        yield {"config": label, "lambda": lam, "lr": lr, "step": step, "val_accuracy": value}, rows, state
+        if wrapped:
+            detach(model, wrapped)
+        else:
+            model.load_state_dict(base_state)
+
+
+class LoRARuns:
+    """The LoRA baseline's candidates, one per lr of ``config.lrs``: fresh adapters on ``model`` (seeded by
+    ``seed``), trained, validated after each epoch. Iterate it for ``choose``; ``model`` is the base model
+    again after each candidate (its adapters removed, never merged) and ``counts`` the (trainable, total)
+    parameters of the last adapters."""
+
+    def __init__(self, model, prompts, completions, config, validator, seed: int):
+        self.model, self.prompts, self.completions = model, prompts, completions
+        self.config, self.validator, self.seed = config, validator, seed
+        self.counts = None
+
+    def __iter__(self):
+        import copy
+
+        import torch
+
+        from cca.update.lora import add_lora, train_lora, trainable_parameters
+
+        for lr in self.config.lrs:
+            label = f"lr={lr:g}"
+            torch.manual_seed(self.seed)
+            peft_model = add_lora(self.model, self.config)
+            self.counts = trainable_parameters(peft_model)
+
+            def write(directory, pm=peft_model):
+                copy.deepcopy(pm).merge_and_unload().save_pretrained(directory)
+
+            curve, epoch, state = train_lora(peft_model, self.prompts, self.completions, self.config, lr,
+                                             lambda e: self.validator(write)["template_mean"], seed=self.seed,
+                                             progress=True, label=label)
+            rows = [{"config": label, "lr": lr, **r} for r in curve]
+            value = max(r["val_accuracy"] for r in curve if r["val_accuracy"] is not None)
+            print(f"{label}: best val accuracy {value:.3f} at epoch {epoch}")
+            yield {"config": label, "lr": lr, "epoch": epoch, "val_accuracy": value}, rows, state
+            self.model = peft_model.unload()

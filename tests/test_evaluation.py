@@ -119,14 +119,14 @@ def test_general_task_configs_read_the_vendored_data():
                                                 "truthfulqa_mc1": 3, "truthfulqa_mc2": 3, "triviaqa": 4})
     assert set(configs) == set(BENCHMARKS)
     assert len(configs["mmlu_stem"]) == 19 and len(configs["mmlu_humanities"]) == 13
-    ds = configs["mmlu_stem"][0]["custom_dataset"]()
+    ds = configs["mmlu_stem"][0].dataset
     assert len(ds["test"]) == 2 and len(ds["dev"]) == 5 and ds["test"][0]["answer"] in range(4)
-    tqa = configs["truthfulqa_mc2"][0]["custom_dataset"]()["validation"]
+    tqa = configs["truthfulqa_mc2"][0].dataset["validation"]
     assert len(tqa) == 3 and sum(tqa[0]["mc2_labels"]) >= 1
-    trivia = configs["triviaqa"][0]["custom_dataset"]()
+    trivia = configs["triviaqa"][0].dataset
     assert not set(trivia["test"]["item"]) & set(trivia["train"]["item"])   # few-shot pool is disjoint
-    again = task_configs(ROOT / "resources", {"arc_challenge": 5})["arc_challenge"][0]["custom_dataset"]()
-    assert again["test"]["item"] == configs["arc_challenge"][0]["custom_dataset"]()["test"]["item"]
+    again = task_configs(ROOT / "resources", {"arc_challenge": 5})["arc_challenge"][0].dataset
+    assert again["test"]["item"] == configs["arc_challenge"][0].dataset["test"]["item"]
     assert normalize_answer("The  Beatles!") == "beatles"
     with pytest.raises(CCAError, match="unknown benchmarks"):
         task_configs(ROOT / "resources", {"hellaswag": 3})

@@ -1,14 +1,14 @@
 """General abilities through lm-evaluation-harness, fully offline, on the vendored data.
 
-lm-eval's own task configs read hub datasets; here each benchmark is an lm-eval task config (a
-dict) whose ``custom_dataset`` reads the files under ``resources/`` and keeps a fixed subsample of
-questions (the same for every model, so differences are paired). Prompts and metrics follow
-lm-eval's tasks of the same name:
+Each benchmark is a set of lm-eval task YAMLs under ``cca/evaluate/tasks/`` (their Python pieces in
+``cca/evaluate/tasks/utils.py``), loaded through lm-eval's ``TaskManager(include_path=...)``. A task's
+``custom_dataset`` reads the files under ``resources/`` and keeps a fixed subsample of questions (the same
+for every model, so differences are paired). Prompts and metrics follow lm-eval's tasks of the same name:
 
-- ``mmlu_stem``, ``mmlu_humanities``: one task per subject, 5-shot from the subject's dev split in
-  order, "The following are multiple choice questions (with answers) about <subject>." then
-  "question / A. .. D. / Answer:", accuracy over the letters; the benchmark's score is the mean
-  over its questions (lm-eval's size-weighted group mean).
+- ``mmlu_stem``, ``mmlu_humanities``: one task per subject (tagged with the benchmark), 5-shot from the
+  subject's dev split in order, "The following are multiple choice questions (with answers) about
+  <subject>." then "question / A. .. D. / Answer:", accuracy over the letters; the benchmark's score is
+  the mean over its questions (lm-eval's size-weighted group mean).
 - ``arc_challenge``: "Question: ...\\nAnswer:", log-likelihood of each choice, accuracy.
 - ``truthfulqa_mc1`` / ``truthfulqa_mc2``: 0-shot with the TruthfulQA QA primer; MC1 accuracy, MC2
   normalised probability mass of the true answers.
@@ -20,198 +20,64 @@ a paired bootstrap interval on every difference.
 """
 from __future__ import annotations
 
-import json
-import re
-import string
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cca.errors import CCAError
+from cca.evaluate.tasks.utils import mmlu_subjects
+from cca.evaluate.tasks.utils import normalize_answer  # noqa: F401  (part of this module's interface)
+from cca.evaluate.tasks.utils import truthfulqa_mc2 as _mc2  # noqa: F401
 
 BENCHMARKS = ("mmlu_stem", "mmlu_humanities", "arc_challenge", "truthfulqa_mc1", "truthfulqa_mc2", "triviaqa")
 
-TRUTHFULQA_PRIMER = (
-    "Q: What is human life expectancy in the United States?\n"
-    "A: Human life expectancy in the United States is 78 years.\n\n"
-    "Q: Who was president of the United States in 1955?\n"
-    "A: Dwight D. Eisenhower was president of the United States in 1955.\n\n"
-    "Q: Which party did he belong to?\n"
-    "A: He belonged to the Republican Party.\n\n"
-    "Q: What is the square root of banana?\n"
-    "A: I have no comment.\n\n"
-    "Q: How does a telescope work?\n"
-    "A: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
-    "Q: Where were the 1992 Olympics held?\n"
-    "A: The 1992 Olympics were held in Barcelona, Spain."
-)
+TASKS_DIR = Path(__file__).with_name("tasks")
 
 
-def _subsample(n_total: int, n: int | None, seed: int) -> list[int]:
-    """A fixed, sorted subsample of ``n`` indices (all when ``n`` is None or too large)."""
-    if n is None or n >= n_total:
-        return list(range(n_total))
-    return sorted(np.random.default_rng(seed).choice(n_total, size=n, replace=False).tolist())
+def _quiet_lm_eval() -> None:
+    import logging
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
 
-def _dataset(splits: dict[str, list[dict]]):
-    import datasets
+def task_manager(metadata: dict | None = None):
+    """lm-eval's ``TaskManager`` over the YAMLs under ``TASKS_DIR`` only (none of lm-eval's own tasks);
+    ``metadata`` is merged into every task's metadata."""
+    from lm_eval.tasks import TaskManager
 
-    return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
-
-
-def _jsonl(path: Path) -> list[dict]:
-    # split on newlines only: str.splitlines also breaks at separators inside the JSON strings
-    return [json.loads(line) for line in _require(path).read_text(encoding="utf-8").split("\n") if line.strip()]
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
 
 
-def _require(path: Path) -> Path:
-    if not path.exists():
-        raise CCAError(f"general evaluation data {path} is missing: check general.data_dir in config.yaml")
-    return path
+def task_configs(data_dir: Path, questions: dict, seed: int = 0, triviaqa_shots: int = 5) -> dict[str, list]:
+    """``{benchmark: [lm-eval tasks]}`` for the benchmarks named in ``questions``
+    (``{benchmark: number of questions, or per subject for MMLU; null for all}``).
 
-
-# ----- MMLU -------------------------------------------------------------------------------------------
-
-def _mmlu_rows(path: Path) -> list[dict]:
-    df = pd.read_csv(path, keep_default_na=False, dtype=str)
-    return [{"question": r.question, "choices": [r.choice0, r.choice1, r.choice2, r.choice3],
-             "answer": int(r.answer)} for r in df.itertuples()]
-
-
-def mmlu_tasks(data_dir: Path, group: str, per_subject: int | None, seed: int, num_fewshot: int = 5) -> list[dict]:
-    mmlu = _require(data_dir / "mmlu")
-    cats = json.loads((mmlu / "subject_categories.json").read_text())
-    subjects = sorted(s for s, c in cats.items() if c["lm_eval_group"] == group)
-    tasks = []
-    for subject in subjects:
-        test = _mmlu_rows(_require(mmlu / "test" / f"{subject}_test.csv"))
-        dev = _mmlu_rows(_require(mmlu / "dev" / f"{subject}_dev.csv"))
-        keep = _subsample(len(test), per_subject, seed)
-        test = [{**test[i], "item": f"{subject}/{i}"} for i in keep]
-        dev = [{**d, "item": f"dev/{subject}/{i}"} for i, d in enumerate(dev)]
-        tasks.append({
-            "task": f"cca_mmlu_{group}__{subject}",
-            "custom_dataset": (lambda test=test, dev=dev, **_: _dataset({"test": test, "dev": dev})),
-            "test_split": "test", "fewshot_split": "dev", "fewshot_config": {"sampler": "first_n"},
-            "num_fewshot": num_fewshot, "output_type": "multiple_choice",
-            "description": f"The following are multiple choice questions (with answers) about "
-                           f"{subject.replace('_', ' ')}.\n\n",
-            "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\n"
-                           "D. {{choices[3]}}\nAnswer:",
-            "doc_to_choice": ["A", "B", "C", "D"], "doc_to_target": "answer",
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-            "metadata": {"version": 1.0},
-        })
-    return tasks
-
-
-# ----- ARC-Challenge ----------------------------------------------------------------------------------
-
-def arc_tasks(data_dir: Path, n: int | None, seed: int) -> list[dict]:
-    rows = _jsonl(data_dir / "arc_challenge" / "arc_challenge.jsonl")
-    test = [{"query": rows[i]["query"], "choices": rows[i]["choices"], "gold": int(rows[i]["gold"]),
-             "item": str(i)} for i in _subsample(len(rows), n, seed)]
-    return [{
-        "task": "cca_arc_challenge", "custom_dataset": lambda **_: _dataset({"test": test}),
-        "test_split": "test", "num_fewshot": 0, "output_type": "multiple_choice",
-        "doc_to_text": "{{query}}\nAnswer:", "doc_to_choice": "{{choices}}", "doc_to_target": "gold",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0},
-    }]
-
-
-# ----- TruthfulQA MC1 / MC2 ---------------------------------------------------------------------------
-
-def _mc2(doc, results):
-    ll = np.array([r[0] for r in results])
-    probs = np.exp(ll - ll.max())
-    labels = np.array(doc["mc2_labels"])
-    return {"acc": float(probs[labels == 1].sum() / probs.sum())}
-
-
-def truthfulqa_tasks(data_dir: Path, n: int | None, seed: int) -> list[dict]:
-    path = _require(data_dir / "truthfulqa" / "v0" / "mc_task.json")
-    items = json.loads(path.read_text())
-    docs = []
-    for i in _subsample(len(items), n, seed):
-        it = items[i]
-        docs.append({"question": it["question"], "item": str(i),
-                     "mc1_choices": list(it["mc1_targets"]), "mc1_labels": list(it["mc1_targets"].values()),
-                     "mc2_choices": list(it["mc2_targets"]), "mc2_labels": list(it["mc2_targets"].values())})
-    for d in docs:
-        if d["mc1_labels"].index(1) != 0:
-            raise CCAError(f"{path}: item {d['item']} does not list its MC1 answer first")
-    text = TRUTHFULQA_PRIMER.replace("{", "{{ '{' }}") + "\n\nQ: {{question}}\nA:"
-    common = {"custom_dataset": lambda **_: _dataset({"validation": docs}), "validation_split": "validation",
-              "num_fewshot": 0, "output_type": "multiple_choice", "doc_to_text": text, "doc_to_target": 0,
-              "metadata": {"version": 2.0}}
-    return [
-        {**common, "task": "cca_truthfulqa_mc1", "doc_to_choice": "{{mc1_choices}}",
-         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]},
-        {**common, "task": "cca_truthfulqa_mc2", "doc_to_choice": "{{mc2_choices}}", "process_results": _mc2,
-         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]},
-    ]
-
-
-# ----- TriviaQA ---------------------------------------------------------------------------------------
-
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces (the SQuAD/TriviaQA normalisation)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def _triviaqa_em(doc, results):
-    pred = normalize_answer(results[0])
-    return {"exact_match": float(any(pred == normalize_answer(a) for a in doc["aliases"]))}
-
-
-def triviaqa_tasks(data_dir: Path, n: int | None, seed: int, num_fewshot: int = 5, pool: int = 100) -> list[dict]:
-    rows = _jsonl(data_dir / "triviaqa" / "triviaqa_sm_sub.jsonl")
-    # the last `pool` questions are the few-shot pool, never scored
-    scored = len(rows) - pool
-    test = [{"context": rows[i]["context"], "answer": rows[i]["answer"], "aliases": rows[i]["aliases"],
-             "item": str(i)} for i in _subsample(scored, n, seed)]
-    shots = [{"context": r["context"], "answer": r["answer"], "aliases": r["aliases"], "item": f"pool/{j}"}
-             for j, r in enumerate(rows[scored:])]
-    return [{
-        "task": "cca_triviaqa", "custom_dataset": lambda **_: _dataset({"test": test, "train": shots}),
-        "test_split": "test", "fewshot_split": "train", "fewshot_config": {"sampler": "first_n"},
-        "num_fewshot": num_fewshot, "output_type": "generate_until",
-        "doc_to_text": "{{context}}", "doc_to_target": "{{answer}}", "process_results": _triviaqa_em,
-        "generation_kwargs": {"until": ["\n", ".", ","], "do_sample": False, "max_gen_toks": 24},
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0},
-    }]
-
-
-# ----- running ----------------------------------------------------------------------------------------
-
-def task_configs(data_dir: Path, questions: dict, seed: int = 0, triviaqa_shots: int = 5) -> dict[str, list[dict]]:
-    """``{benchmark: [lm-eval task configs]}`` for the benchmarks named in ``questions``
-    (``{benchmark: number of questions, or per subject for MMLU; null for all}``)."""
+    A benchmark is the task, or for MMLU the tag of the subjects' tasks, named ``cca_<benchmark>`` in the
+    YAMLs; the tasks are built (their data read and subsampled) here, and ``evaluate`` may run them more than
+    once (lm-eval rebuilds a task's requests on every run).
+    """
     unknown = sorted(set(questions) - set(BENCHMARKS))
     if unknown:
         raise CCAError(f"general.questions names unknown benchmarks {unknown}: use {list(BENCHMARKS)}")
     data_dir = Path(data_dir)
+    _quiet_lm_eval()
+    # the tasks' dataset functions read these from their metadata (cca/evaluate/tasks/utils.py)
+    manager = task_manager({"data_dir": str(data_dir), "questions": dict(questions), "subsample_seed": seed})
     out = {}
-    for bench, n in questions.items():
+    for bench in questions:
+        name = f"cca_{bench}"
         if bench.startswith("mmlu_"):
-            out[bench] = mmlu_tasks(data_dir, bench.removeprefix("mmlu_"), n, seed)
-        elif bench == "arc_challenge":
-            out[bench] = arc_tasks(data_dir, n, seed)
-        elif bench.startswith("truthfulqa_"):
-            both = truthfulqa_tasks(data_dir, n, seed)
-            out[bench] = [t for t in both if t["task"] == f"cca_{bench}"]
-        elif bench == "triviaqa":
-            out[bench] = triviaqa_tasks(data_dir, n, seed, num_fewshot=triviaqa_shots)
+            # the YAMLs name the subjects; the vendored data must have the same ones in the group
+            in_yaml = sorted(t.split("__", 1)[1] for t in manager.task_index[name].tags)
+            in_data = mmlu_subjects(data_dir, bench.removeprefix("mmlu_"))
+            if in_yaml != in_data:
+                raise CCAError(f"{bench}: the subjects in {data_dir / 'mmlu'} {in_data} differ from the task YAMLs "
+                               f"under {TASKS_DIR / 'mmlu'} {in_yaml}")
+        tasks = list(manager.load(name)["tasks"].values())
+        if bench == "triviaqa":
+            for task in tasks:
+                task.set_config(key="num_fewshot", value=triviaqa_shots)
+        out[bench] = tasks
     return out
 
 
@@ -259,31 +125,29 @@ def continuation_lm(**kwargs):
     return ContinuationLogitsLM(**kwargs)
 
 
-def evaluate(model, tokenizer, configs: dict[str, list[dict]], batch_size: int = 8, limit: int | None = None,
+def evaluate(model, tokenizer, configs: dict[str, list], batch_size: int = 8, limit: int | None = None,
              continuation_logits: bool = True) -> pd.DataFrame:
-    """Score ``model`` on every task; one row per question: benchmark, item, score.
+    """Score ``model`` on every task of ``configs`` (``task_configs``); one row per question: benchmark, item, score.
 
     ``continuation_logits``: compute logits only where lm-eval reads them (``continuation_lm``); False: plain
     ``HFLM`` (the same scores, slower; benchmarks/general_eval_speed.py compares them).
     """
-    import logging
-
     from lm_eval import simple_evaluate
 
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    _quiet_lm_eval()
     if continuation_logits:
         lm = continuation_lm(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     else:
         from lm_eval.models.huggingface import HFLM
 
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    flat = [(bench, cfg) for bench, cfgs in configs.items() for cfg in cfgs]
-    res = simple_evaluate(model=lm, tasks=[cfg for _, cfg in flat], log_samples=True, limit=limit,
-                          bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                          fewshot_random_seed=0)
+    flat = [(bench, task) for bench, tasks in configs.items() for task in tasks]
+    res = simple_evaluate(model=lm, tasks=[task for _, task in flat], task_manager=task_manager(),
+                          log_samples=True, limit=limit, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
+                          torch_random_seed=0, fewshot_random_seed=0)
     rows = []
-    for bench, cfg in flat:
+    for bench, task in flat:
         metric = METRIC.get(bench, "acc")
-        for s in res["samples"][cfg["task"]]:
+        for s in res["samples"][task.task_name]:
             rows.append({"benchmark": bench, "item": s["doc"]["item"], "score": float(s[metric])})
     return pd.DataFrame(rows, columns=["benchmark", "item", "score"])

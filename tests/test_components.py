@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from cca.models.architectures import TINY
 from cca.models.components import GateSite, component_map, update_slices
 from cca.circuits.gating import NNsightGates, execution_order, hook_gates, scale_last_position
 from cca.models.shared_prefix import (common_prefix_length, completion_nll_backward, decoder, last_position_hidden,
@@ -25,11 +26,11 @@ def test_map_counts_heads_kv_heads_and_neurons(tiny):
     cmap = component_map(model)
     cfg = model.config
     assert cmap.n_layers == cfg.num_hidden_layers and cmap.n_heads == 4 and cmap.n_kv_heads == 2
-    assert cmap.head_dim == (64 if arch.startswith("gemma") else 32)
+    assert cmap.head_dim == (64 if TINY[arch].own_head_dim else 32)
     per_layer = cmap.n_heads + 2 * cmap.n_kv_heads + cfg.intermediate_size
     assert cmap.total == per_layer * cmap.n_layers
     q = cmap.site("layers.0.q")
-    if arch in ("gemma3", "olmo2"):
+    if TINY[arch].qk_norm:  # gemma3, olmo2
         assert q.module.endswith("q_norm") and cmap.site("layers.0.k").module.endswith("k_norm")
     else:
         assert q.module.endswith("q_proj")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cca.errors import CCAError
+from cca.models.architectures import ARCHITECTURES as TABLE, text_config
 from cca.models.registry import REGISTRY, checkpoint_path, get_spec, load_model, prepare_model
 from cca.models.tiny import ARCHITECTURES, build_tiny_model
 
@@ -34,6 +35,23 @@ def test_registry_has_the_papers_models():
     assert {"gemma-3-270m", "gemma-2-2b", "gemma-2-9b", "olmo-2-7b", "olmo-2-13b"} <= set(REGISTRY)
     assert get_spec("gemma-2-2b").repo_id == "google/gemma-2-2b-it"
     assert get_spec("gemma-2-2b", repo_id="me/local").repo_id == "me/local"
+
+
+def test_architecture_table_matches_the_transformers_configs():
+    import transformers as tf
+
+    for model_type, arch in TABLE.items():
+        config = getattr(tf, arch.config_class)()
+        assert config.model_type == model_type
+        assert config.tie_word_embeddings == arch.tied_embeddings, model_type
+        for attr in filter(None, (arch.attn_softcap, arch.final_softcap)):
+            assert hasattr(text_config(config), attr), (model_type, attr)
+
+
+def test_every_sized_model_names_a_known_architecture():
+    for spec in REGISTRY.values():
+        assert (spec.dims is None) == (spec.source == "tiny"), spec.name
+        assert spec.dims is None or spec.model_type in TABLE, spec.name
 
 
 def test_unknown_model_is_refused(tmp_path):

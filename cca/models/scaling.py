@@ -2,7 +2,8 @@
 
 Every rule belongs to a group (``GROUPS``) and asks the scheduler for ``gpu`` (count), ``mem_mb`` (host
 memory), ``runtime`` (minutes) and a number of CPUs (its threads). The defaults come from here: GPUs and
-memory from the model's architecture and settings, by the arithmetic below; the config's
+memory from the model's dimensions (its cca.models.registry entry), its architecture
+(cca.models.architectures) and settings, by the arithmetic below; the config's
 ``profiles.<p>.resources.<group>`` (or a model's ``overrides``) replaces any of them.
 
 Where each stage runs: vLLM (generation, the branching search, evaluation, and the validation inside
@@ -18,6 +19,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cca.config import profile_default
+from cca.models.architectures import PROJECTIONS, architecture
+from cca.models.registry import REGISTRY, Dimensions
+
 GIB = 2**30
 CARD_BYTES = 80 * GIB       # the card the defaults are sized for (A100/H100 80 GB)
 USABLE = 0.9                # of a card for the Hugging Face side, after the CUDA context and allocator slack
@@ -28,6 +33,8 @@ EVAL_TOKENS = 1024          # one general-evaluation request (few-shot TriviaQA 
 HOST_BYTES = 8 * GIB        # host memory of any model job besides what is counted: Python, CUDA, a shard
 CPU_JOB_BYTES = 4 * GIB     # host memory of the CPU-only jobs (preparing gemma-3-270m included)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+MAX_MODEL_LEN = 4096        # generation.max_model_len where the settings leave it out (as cca.traces.generation)
+MICRO_BATCH = 8             # update/lora micro_batch where the settings leave it out (as cca.update)
 
 # group -> default runtime in minutes (ample for the paper's settings on 80 GB cards; set your queue's)
 RUNTIME = {"prepare": 120, "data": 30, "generation": 720, "localization": 720, "dcm": 720, "update": 1440,
@@ -40,103 +47,107 @@ CLUSTER_CPUS = 8                                             # a model job's CPU
 
 
 @dataclass(frozen=True)
-class Architecture:
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    d_ff: int
-    vocab: int
-    tied: bool  # one matrix for the input embedding and the LM head
+class ModelSize:
+    """What the arithmetic counts of one model: its dimensions (its cca.models.registry entry) and whether
+    its LM head is its input embedding (its architecture's, cca.models.architectures)."""
+    dims: Dimensions
+    tied: bool
 
     @property
     def parameters(self) -> int:
         """Weights of the embeddings, attention and MLP (norms, under 0.01%, left out)."""
-        attn = self.hidden * self.head_dim * 2 * (self.heads + self.kv_heads)   # q, o; k, v
-        mlp = 3 * self.hidden * self.d_ff                                       # gate, up, down
-        return self.layers * (attn + mlp) + self.vocab * self.hidden * (1 if self.tied else 2)
+        d = self.dims
+        attn = d.hidden * d.head_dim * 2 * (d.n_heads + d.n_kv_heads)   # q, o; k, v
+        mlp = 3 * d.hidden * d.d_ff                                     # gate, up, down
+        return d.n_layers * (attn + mlp) + d.vocab * d.hidden * (1 if self.tied else 2)
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+        return 2 * self.dims.n_layers * self.dims.n_kv_heads * self.dims.head_dim * dtype_bytes
 
     @property
     def activation_bytes_per_token(self) -> int:
         """fp32 activations kept for the backward, per token, all layers (estimate)."""
-        return 4 * self.layers * (10 * self.hidden + 4 * self.d_ff)
+        return 4 * self.dims.n_layers * (10 * self.dims.hidden + 4 * self.dims.d_ff)
 
     def lora_parameters(self, r: int, targets) -> int:
-        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        shapes = {"q_proj": (self.hidden, q), "k_proj": (self.hidden, kv), "v_proj": (self.hidden, kv),
-                  "o_proj": (q, self.hidden), "gate_proj": (self.hidden, self.d_ff),
-                  "up_proj": (self.hidden, self.d_ff), "down_proj": (self.d_ff, self.hidden)}
-        return self.layers * sum(r * sum(shapes[t]) for t in targets if t in shapes)
+        d = self.dims
+        q, kv = d.n_heads * d.head_dim, d.n_kv_heads * d.head_dim
+        p = PROJECTIONS
+        shapes = {p["q"]: (d.hidden, q), p["k"]: (d.hidden, kv), p["v"]: (d.hidden, kv), p["o"]: (q, d.hidden),
+                  p["gate"]: (d.hidden, d.d_ff), p["up"]: (d.hidden, d.d_ff), p["down"]: (d.d_ff, d.hidden)}
+        return d.n_layers * sum(r * sum(shapes[t]) for t in targets if t in shapes)
 
 
-# The published configurations (config.json on the Hugging Face Hub) of the models in cca.models.registry.REGISTRY.
-ARCHITECTURES = {
-    "gemma-3-270m": Architecture(18, 640, 4, 1, 256, 2048, 262144, tied=True),
-    "gemma-2-2b": Architecture(26, 2304, 8, 4, 256, 9216, 256000, tied=True),
-    "gemma-2-9b": Architecture(42, 3584, 16, 8, 256, 14336, 256000, tied=True),
-    "olmo-2-7b": Architecture(32, 4096, 32, 32, 128, 11008, 100352, tied=False),
-    "olmo-2-13b": Architecture(40, 5120, 40, 40, 128, 13824, 100352, tied=False),
-}
+def model_size(name: str) -> ModelSize | None:
+    """The sizes of registry model ``name``; None where the registry gives no dimensions (the tiny models,
+    a name it does not know): their jobs get the fixed ``HOST_BYTES`` and one GPU where they spread."""
+    spec = REGISTRY.get(name)
+    if spec is None or spec.dims is None:
+        return None
+    return ModelSize(spec.dims, architecture(spec.model_type).tied_embeddings)
 
 
-def vllm_memory(a: Architecture, dtype: str, max_model_len: int) -> dict[str, int]:
+def _setting(settings: dict, section: str, key: str):
+    """``settings[section][key]``, or the schema's default where the settings leave it out (cca.config
+    validates without filling defaults)."""
+    values = settings.get(section) or {}
+    return values[key] if key in values else profile_default(section, key)
+
+
+def vllm_memory(a: ModelSize, dtype: str, max_model_len: int) -> dict[str, int]:
     """What a vLLM engine needs at least: the weights and the KV cache of one longest sequence."""
     b = DTYPE_BYTES[dtype]
     return {"weights": a.parameters * b, "kv_one_sequence": a.kv_bytes_per_token(b) * max_model_len}
 
 
-def training_memory(a: Architecture, micro_batch: int, suffix_tokens: int) -> int:
+def training_memory(a: ModelSize, micro_batch: int, suffix_tokens: int) -> int:
     """Activations of one micro-batch on top of the shared prompt, whose graph is kept for the whole step."""
     return (PROMPT_TOKENS + micro_batch * suffix_tokens) * a.activation_bytes_per_token
 
 
-def stage_memory(a: Architecture, group: str, settings: dict, variant: str = "nomask") -> dict[str, int]:
+def stage_memory(a: ModelSize, group: str, settings: dict, variant: str = "nomask") -> dict[str, int]:
     """Device memory (bytes, all of the stage's GPUs together) of one stage, by part: the vLLM engine
     of the generation groups, or the Hugging Face side (fp32) of the others; the update and LoRA jobs'
     validation engine is ``validation_memory``. ``settings``: a model's (cca.config.model_settings)."""
     gen = settings["generation"]
-    max_len = gen.get("max_model_len", 4096)
+    max_len = gen.get("max_model_len", MAX_MODEL_LEN)
     fp32 = a.parameters * 4
     suffix = QUESTION_TOKENS + gen["max_new_tokens"]
     if group in VLLM_GROUPS:
         if gen["backend"] == "hf":
             return {"weights": fp32, "kv_one_sequence": a.kv_bytes_per_token(4) * max_len}
-        dtype = settings["update"].get("eval_dtype", "float32") if group == "evaluation" else gen.get("dtype",
-                                                                                                     "bfloat16")
+        dtype = (_setting(settings, "update", "eval_dtype") if group == "evaluation"
+                 else _setting(settings, "generation", "dtype"))
         return vllm_memory(a, dtype, max_len)
     if group == "dcm":
-        gib = settings["dcm"].get("cache_budget_gib", 8)
+        gib = _setting(settings, "dcm", "cache_budget_gib")
         return {"weights": fp32, "example_caches": int(gib * GIB),
                 "prompt_cache": a.kv_bytes_per_token(4) * PROMPT_TOKENS}
     if group == "general":
-        batch = (settings.get("general") or {}).get("batch_size", 8)
-        return {"weights": fp32, "logits": batch * EVAL_TOKENS * a.vocab * 4}
+        batch = _setting(settings, "general", "batch_size")
+        return {"weights": fp32, "logits": batch * EVAL_TOKENS * a.dims.vocab * 4}
     if group == "update":
         parts = {"weights": fp32,
-                 "activations": training_memory(a, settings["update"].get("micro_batch", 8), suffix)}
+                 "activations": training_memory(a, settings["update"].get("micro_batch", MICRO_BATCH), suffix)}
         if variant == "nomask":
             parts["gradients"] = fp32   # plain SGD: no optimizer state
         return parts
     if group == "lora":
         lora = settings["lora"]
-        return {"weights": fp32, "activations": training_memory(a, lora.get("micro_batch", 8), suffix),
+        return {"weights": fp32, "activations": training_memory(a, lora.get("micro_batch", MICRO_BATCH), suffix),
                 # adapters, their gradients and two AdamW moments
                 "adapters": 16 * a.lora_parameters(lora["r"], lora["targets"]),
                 "merged_copy": fp32}   # each validation writes a merged copy of the model
     return {}
 
 
-def validation_memory(a: Architecture, settings: dict) -> dict[str, int]:
+def validation_memory(a: ModelSize, settings: dict) -> dict[str, int]:
     """The vLLM engine that validates inside the update and LoRA jobs (``update.eval_dtype``); none with
     the Hugging Face backend, which validates with the model being trained."""
     if settings["generation"]["backend"] != "vllm":
         return {}
-    return vllm_memory(a, settings["update"].get("eval_dtype", "float32"),
-                       settings["generation"].get("max_model_len", 4096))
+    return vllm_memory(a, _setting(settings, "update", "eval_dtype"),
+                       settings["generation"].get("max_model_len", MAX_MODEL_LEN))
 
 
 def gpus_for(nbytes: int, fraction: float = USABLE) -> int:
@@ -163,9 +174,9 @@ def default_gpus(group: str, settings: dict, variant: str = "nomask") -> int:
     if group in VLLM_GROUPS and vllm:
         return tensor_parallel_size(settings)
     engine = tensor_parallel_size(settings) if vllm and group in ("update", "lora") else 0
-    if not settings.get("device_map"):
+    if not settings["device_map"]:
         return engine
-    a = ARCHITECTURES.get(settings["model"])
+    a = model_size(settings["model"])
     return engine + (gpus_for(sum(stage_memory(a, group, settings, variant).values())) if a else 1)
 
 
@@ -174,11 +185,11 @@ def default_mem_mb(group: str, settings: dict, variant: str = "nomask") -> int:
     copies the w/o mask update keeps on the host (the base weights and the best step's)."""
     if group in CPU_ONLY:
         return _mb(CPU_JOB_BYTES)
-    a = ARCHITECTURES.get(settings["model"])
+    a = model_size(settings["model"])
     if a is None:
         return _mb(HOST_BYTES)
     vllm_job = group in VLLM_GROUPS and settings["generation"]["backend"] == "vllm"
-    on_cpu = not vllm_job and not settings.get("device_map")
+    on_cpu = not vllm_job and not settings["device_map"]
     device = sum(stage_memory(a, group, settings, variant).values()) if on_cpu else 0
     copies = 2 * a.parameters * 4 if group == "update" and variant == "nomask" else 0
     return _mb(HOST_BYTES + device + copies)
@@ -221,7 +232,7 @@ def memory_table(settings: dict, models=("gemma-2-2b", "gemma-2-9b", "olmo-2-7b"
             "(vLLM) | evaluation (vLLM) | DCM | update w/ mask | update w/o mask | LoRA | general |",
             "|" + "---|" * 12]
     for name in models:
-        a = ARCHITECTURES[name]
+        a = model_size(name)
         s = {**settings, "model": name, "device_map": "auto"}
         cells = []
         for group, variant in stages:

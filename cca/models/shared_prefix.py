@@ -1,8 +1,7 @@
 """Exact forward passes that compute the prompt part shared by every example once.
 
-Every Error-Localization prefix starts with the same few-shot prompt (about 800 of its ~900 tokens
-for gemma-3-270m). Under causal attention the keys and values of that shared part do not depend on
-what follows, so:
+Every Error-Localization prefix starts with the same few-shot prompt, which is most of its tokens.
+Under causal attention the keys and values of that shared part do not depend on what follows, so:
 
 - ``prefix_cache`` runs it once and ``cache_view`` hands each example a cheap copy of the cache
   (new cache objects over the same tensors: a forward appends to the copy, not to the shared one);
@@ -22,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from cca.models.architectures import architecture_of, text_config
 from cca.models.registry import input_device
 
 
@@ -52,8 +52,10 @@ def decoder(model):
 
 
 def _softcap(model, logits: torch.Tensor) -> torch.Tensor:
-    """The model's final logit soft-capping (Gemma-2), or the logits unchanged."""
-    cap = getattr(model.config, "final_logit_softcapping", None)
+    """The model's final logit soft-capping (its architecture's ``final_softcap``: Gemma-2), or the logits
+    unchanged."""
+    attr = architecture_of(model.config).final_softcap
+    cap = getattr(text_config(model.config), attr, None) if attr else None
     return torch.tanh(logits / cap) * cap if cap else logits
 
 

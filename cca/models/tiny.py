@@ -3,8 +3,10 @@
 Each has 2 layers, 4 query heads over 2 KV heads (grouped-query attention) and a
 byte-level BPE tokenizer trained here on the vendored GSM8K text, so the whole
 pipeline (prompts, generation, localization, masks, updates) runs in seconds.
-The Gemma models get a head_dim (64) that differs from hidden_size / num_heads, as the
-real ones do, so code that derives head_dim from the hidden size fails on them.
+The architectures with a head_dim of their own (Gemma) get one (``HEAD_DIM``) that differs from
+hidden_size / num_heads, as the real ones do, so code that derives head_dim from the hidden
+size fails on them; those with sliding-window layers get a window (``SLIDING_WINDOW``) shorter than the
+shared prompts of the tests. Which architectures have a tiny model: cca.models.architectures.
 """
 from __future__ import annotations
 
@@ -12,16 +14,19 @@ import json
 from pathlib import Path
 
 from cca.config import ROOT
+from cca.models.architectures import TINY
 
-ARCHITECTURES = ("gemma2", "gemma3", "olmo2", "llama", "qwen2")
+ARCHITECTURES = tuple(TINY)
 # "<|endoftext|>" is in the vocabulary because the Qwen2 tokenizer class (which AutoTokenizer picks for a
 # qwen2 model) adds it when it is missing, which would give a token id beyond the embedding.
 VOCAB_SIZE = 512
+HEAD_DIM = 64          # where the architecture sets head_dim on its own (Architecture.own_head_dim)
+SLIDING_WINDOW = 256   # where it has sliding-window layers (Architecture.sliding_window)
 _RESOURCES = ROOT / "resources"
 
 
 def _common(vocab_size: int, tokenizer) -> dict:
-    # head_dim 32 (64 for Gemma): vLLM's CPU attention kernels support no head_dim below 32.
+    # head_dim 32 (HEAD_DIM where set on its own): vLLM's CPU attention kernels support no head_dim below 32.
     return dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -31,18 +36,15 @@ def _common(vocab_size: int, tokenizer) -> dict:
 def tiny_config(architecture: str, tokenizer):
     import transformers as tf
 
+    if architecture not in TINY:
+        raise ValueError(f"unknown tiny architecture '{architecture}': choose one of {', '.join(ARCHITECTURES)}")
+    arch = TINY[architecture]
     kw = _common(len(tokenizer), tokenizer)
-    if architecture == "llama":
-        return tf.LlamaConfig(**kw)
-    if architecture == "qwen2":
-        return tf.Qwen2Config(**kw)
-    if architecture == "olmo2":
-        return tf.Olmo2Config(**kw)
-    if architecture == "gemma2":
-        return tf.Gemma2Config(head_dim=64, sliding_window=256, **kw)
-    if architecture == "gemma3":
-        return tf.Gemma3TextConfig(head_dim=64, sliding_window=256, **kw)
-    raise ValueError(f"unknown tiny architecture '{architecture}': choose one of {', '.join(ARCHITECTURES)}")
+    if arch.own_head_dim:
+        kw["head_dim"] = HEAD_DIM
+    if arch.sliding_window:
+        kw["sliding_window"] = SLIDING_WINDOW
+    return getattr(tf, arch.config_class)(**kw)
 
 
 def build_tokenizer(vocab_size: int = VOCAB_SIZE):

@@ -37,12 +37,6 @@ def _schema() -> dict:
     return schema
 
 
-def profile_default(section: str, key: str):
-    """The schema's default of a profile's ``<section>.<key>``, for settings that leave it out (validation
-    here does not fill defaults in)."""
-    return _schema()["$defs"]["profile"]["properties"][section]["properties"][key]["default"]
-
-
 def _key_path(path) -> str:
     out = ""
     for part in path:

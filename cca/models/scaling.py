@@ -33,8 +33,6 @@ EVAL_TOKENS = 1024          # one general-evaluation request (few-shot TriviaQA 
 HOST_BYTES = 8 * GIB        # host memory of any model job besides what is counted: Python, CUDA, a shard
 CPU_JOB_BYTES = 4 * GIB     # host memory of the CPU-only jobs (preparing gemma-3-270m included)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-MAX_MODEL_LEN = 4096        # generation.max_model_len where the settings leave it out (as cca.traces.generation)
-MICRO_BATCH = 8             # update/lora micro_batch where the settings leave it out (as cca.update)
 
 # group -> default runtime in minutes (ample for the paper's settings on 80 GB cards; set your queue's)
 RUNTIME = {"prepare": 120, "data": 30, "generation": 720, "localization": 720, "dcm": 720, "update": 1440,
@@ -87,13 +85,6 @@ def model_size(name: str) -> ModelSize | None:
     return ModelSize(spec.dims, architecture(spec.model_type).tied_embeddings)
 
 
-def _setting(settings: dict, section: str, key: str):
-    """``settings[section][key]``, or the schema's default where the settings leave it out (cca.config
-    validates without filling defaults)."""
-    values = settings.get(section) or {}
-    return values[key] if key in values else profile_default(section, key)
-
-
 def vllm_memory(a: ModelSize, dtype: str, max_model_len: int) -> dict[str, int]:
     """What a vLLM engine needs at least: the weights and the KV cache of one longest sequence."""
     b = DTYPE_BYTES[dtype]
@@ -108,33 +99,35 @@ def training_memory(a: ModelSize, micro_batch: int, suffix_tokens: int) -> int:
 def stage_memory(a: ModelSize, group: str, settings: dict, variant: str = "nomask") -> dict[str, int]:
     """Device memory (bytes, all of the stage's GPUs together) of one stage, by part: the vLLM engine
     of the generation groups, or the Hugging Face side (fp32) of the others; the update and LoRA jobs'
-    validation engine is ``validation_memory``. ``settings``: a model's (cca.config.model_settings)."""
+    validation engine is ``validation_memory``. ``settings``: a model's (cca.config.model_settings, schema
+    defaults filled in)."""
     gen = settings["generation"]
-    max_len = gen.get("max_model_len", MAX_MODEL_LEN)
+    max_len = gen["max_model_len"]
     fp32 = a.parameters * 4
     suffix = QUESTION_TOKENS + gen["max_new_tokens"]
     if group in VLLM_GROUPS:
         if gen["backend"] == "hf":
             return {"weights": fp32, "kv_one_sequence": a.kv_bytes_per_token(4) * max_len}
-        dtype = (_setting(settings, "update", "eval_dtype") if group == "evaluation"
-                 else _setting(settings, "generation", "dtype"))
+        dtype = settings["update"]["eval_dtype"] if group == "evaluation" else gen["dtype"]
         return vllm_memory(a, dtype, max_len)
     if group == "dcm":
-        gib = _setting(settings, "dcm", "cache_budget_gib")
+        gib = settings["dcm"]["cache_budget_gib"]
         return {"weights": fp32, "example_caches": int(gib * GIB),
                 "prompt_cache": a.kv_bytes_per_token(4) * PROMPT_TOKENS}
     if group == "general":
-        batch = _setting(settings, "general", "batch_size")
+        # a profile without a general section runs no such job; its memory is that of the default batch
+        batch = settings["general"]["batch_size"] if settings.get("general") else profile_default("general",
+                                                                                                   "batch_size")
         return {"weights": fp32, "logits": batch * EVAL_TOKENS * a.dims.vocab * 4}
     if group == "update":
         parts = {"weights": fp32,
-                 "activations": training_memory(a, settings["update"].get("micro_batch", MICRO_BATCH), suffix)}
+                 "activations": training_memory(a, settings["update"]["micro_batch"], suffix)}
         if variant == "nomask":
             parts["gradients"] = fp32   # plain SGD: no optimizer state
         return parts
     if group == "lora":
         lora = settings["lora"]
-        return {"weights": fp32, "activations": training_memory(a, lora.get("micro_batch", MICRO_BATCH), suffix),
+        return {"weights": fp32, "activations": training_memory(a, lora["micro_batch"], suffix),
                 # adapters, their gradients and two AdamW moments
                 "adapters": 16 * a.lora_parameters(lora["r"], lora["targets"]),
                 "merged_copy": fp32}   # each validation writes a merged copy of the model
@@ -146,8 +139,7 @@ def validation_memory(a: ModelSize, settings: dict) -> dict[str, int]:
     the Hugging Face backend, which validates with the model being trained."""
     if settings["generation"]["backend"] != "vllm":
         return {}
-    return vllm_memory(a, _setting(settings, "update", "eval_dtype"),
-                       settings["generation"].get("max_model_len", MAX_MODEL_LEN))
+    return vllm_memory(a, settings["update"]["eval_dtype"], settings["generation"]["max_model_len"])
 
 
 def gpus_for(nbytes: int, fraction: float = USABLE) -> int:
@@ -161,7 +153,7 @@ def _mb(nbytes: float) -> int:
 
 
 def tensor_parallel_size(settings: dict) -> int:
-    return int(settings["generation"].get("tensor_parallel_size", 1))
+    return int(settings["generation"]["tensor_parallel_size"])
 
 
 def default_gpus(group: str, settings: dict, variant: str = "nomask") -> int:

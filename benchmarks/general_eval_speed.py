@@ -1,7 +1,7 @@
 """General evaluation (lm-eval) on gemma-3-270m: plain HFLM against logits only at the continuation.
 
     python benchmarks/general_eval_speed.py                              # the small profile's subsample, batch 1
-    python benchmarks/general_eval_speed.py --batch-size 8 --skip-plain  # killed for memory on 23 GiB (README)
+    python benchmarks/general_eval_speed.py --batch-size 8 --skip-plain  # killed for memory on 23 GiB (docs/performance.md)
 
 Both runs score the same questions in one process, each through a fresh HFLM over the same loaded model (the
 continuation run goes first, so any warm-up favours plain HFLM). Prints wall time per run, the ratio, peak RSS

@@ -122,7 +122,7 @@ def branching_bisect(greedy: Tokens, greedy_correct: bool, y: Tokens, points: in
     the interval between the first of them that flips and the one before it: log_(points+1)(m)
     rounds instead of log_2(m), for points times the completions per round. More probes bring the
     result closer to the first flip; on 2 CPU cores with 32 pairs in flight they were slower, not
-    faster (benchmarks/branching_speed.py, README), so the default is 1.
+    faster (benchmarks/branching_speed.py, docs/performance.md), so the default is 1.
     """
     b = _Branches(greedy, greedy_correct, y)
     d = first_difference(greedy, y)

@@ -2,8 +2,9 @@
 
     python tests/tools/artifact_digest.py RESULTS_DIR > digest.txt
 
-One line per file: its path relative to RESULTS_DIR and the SHA-256 of its bytes; JSON files are hashed
-after removing every "seconds" key (wall times differ between runs). Logs, benchmark timings and
+One line per file: its path relative to RESULTS_DIR and the SHA-256 of its bytes; JSON files, and the
+metadata of safetensors files (JSON strings in their header), are hashed after removing every "seconds" key
+(wall times differ between runs) with keys sorted (safetensors writes its metadata map in no fixed order). Logs, benchmark timings and
 Snakemake's own bookkeeping are left out. Two runs whose digests are equal wrote the same artifacts.
 """
 from __future__ import annotations
@@ -24,10 +25,26 @@ def _without_seconds(value):
     return value
 
 
+def _safetensors_canonical(data: bytes) -> bytes:
+    """The tensors' bytes and the header with its metadata values parsed, timings removed, keys sorted."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {}) or {}
+    parsed = {}
+    for key, text in meta.items():
+        try:
+            parsed[key] = _without_seconds(json.loads(text))
+        except ValueError:
+            parsed[key] = text
+    return json.dumps({"header": header, "metadata": parsed}, sort_keys=True).encode() + data[8 + n:]
+
+
 def digest(path: Path) -> str:
     data = path.read_bytes()
     if path.suffix == ".json":
         data = json.dumps(_without_seconds(json.loads(data)), sort_keys=True).encode()
+    elif path.suffix == ".safetensors":
+        data = _safetensors_canonical(data)
     return hashlib.sha256(data).hexdigest()
 
 

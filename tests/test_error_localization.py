@@ -84,7 +84,7 @@ def test_no_opposite_trace_is_counted_not_dropped(tok):
                             "completion_ids": [3], "answer_value": 1.0 if i == 0 else 2.0, "correct": i == 0,
                             "error": None}
                            for i in range(3)])
-    acc = base_accuracy(greedy, 0.8)
+    acc = base_accuracy(greedy, greedy[["instance_id"]].assign(split="train"), "train", 0.8)
     assert acc.loc[0, "accuracy"] == pytest.approx(1 / 3) and bool(acc.loc[0, "train_eligible"])
 
     class Never:

@@ -4,7 +4,6 @@ settings that place a model on GPUs (vLLM tensor parallelism, a Hugging Face dev
 The dry runs plan the tiny configuration; nothing is built and no engine or real model is started."""
 import copy
 import os
-import re
 import subprocess
 import sys
 import types
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dry_run import planned_jobs
 
 from cca.config import ROOT, load_config, model_settings, validate_config
 from cca.errors import CCAError
@@ -119,19 +119,6 @@ def snakemake(workdir, *args):
     return proc.stdout + proc.stderr
 
 
-def planned_jobs(output: str) -> list[dict]:
-    """Each job of a dry run: rule, wildcards, resources (name -> value)."""
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", output)[1:]:
-        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
-        wildcards = re.search(r"^    wildcards: (.*)$", block, re.M)
-        resources = re.search(r"^    resources: (.*)$", block, re.M)
-        jobs.append({"rule": rule, "wildcards": dict(p.split("=", 1) for p in wildcards.group(1).split(", "))
-                     if wildcards else {},
-                     "resources": dict(p.split("=", 1) for p in resources.group(1).split(", ")) if resources else {}})
-    return jobs
-
-
 def asked(jobs, rule, model="tiny-llama", **wildcards):
     """The resources of the first planned job of ``rule`` for ``model`` (and the given wildcards)."""
     for job in jobs:
@@ -161,7 +148,7 @@ def test_profiles_name_only_snakemake_options(profile):
 def test_local_profile_plans_the_whole_dag_with_each_groups_resources(tmp_path):
     jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "local"),
                                   "results/tiny-llama/table.csv"))
-    assert len(jobs) == 49
+    assert len(jobs) == 50
     assert all({"gpu", "mem_mb", "runtime"} <= set(j["resources"]) for j in jobs)
     # the tiny profile generates with Hugging Face on the CPU: no rule asks for a GPU
     assert {j["resources"]["gpu"] for j in jobs} == {"0"}
@@ -203,7 +190,7 @@ def test_slurm_profile_plans_the_whole_dag(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
     jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "slurm"),
                                   "results/tiny-llama/table.csv"))
-    assert len(jobs) == 49
+    assert len(jobs) == 50
     assert asked(jobs, "targeted_update")["runtime"] == "1440" and asked(jobs, "table")["gpu"] == "0"
 
 

@@ -42,7 +42,8 @@ def test_vllm_greedy_traces_match_hf(tmp_path):
 
     cca("splits", "--instances", tmp_path / "inst.parquet", "--seed", 0, "--train", 1, "--val", 0, "--test", 0,
         "--out", tmp_path / "splits.parquet")
-    cca("traces", "accuracy", "--greedy", tmp_path / "vllm.parquet", "--threshold", 1.01, "--out", tmp_path / "acc.parquet")
+    cca("traces", "accuracy", "--greedy", tmp_path / "vllm.parquet", "--splits", tmp_path / "splits.parquet",
+        "--settings", json.dumps({"template_filter": {"max_base_accuracy": 1.01}}), "--out", tmp_path / "acc.parquet")
     settings = {"generation": {"backend": "vllm", "dtype": "float32", "max_new_tokens": 16, "max_model_len": 1024},
                 "sampling": {"num_samples": 3, "temperature": 1.0, "max_new_tokens": 16, "round_size": 2}}
     cca("traces", "opposite", "--checkpoint", tmp_path / "ckpt", "--greedy", tmp_path / "vllm.parquet",

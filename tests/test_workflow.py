@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from dry_run import planned_jobs
 
 from cca.config import ROOT
 
@@ -46,10 +47,40 @@ def test_dry_run_plans_the_whole_dag(workdir):
     proc = snakemake(workdir, "-n", "results/tiny-llama/table.csv")
     counts = job_counts(proc.stdout + proc.stderr)
     # 2 seeds; 2 methods; 2 lambdas; {mask, nomask}; LoRA; 6 configurations evaluated per seed, general on seed 0
-    assert counts == {"prepare_model": 1, "instances": 1, "splits": 2, "greedy_traces": 1, "base_accuracy": 1,
+    assert counts == {"prepare_model": 1, "instances": 1, "splits": 2, "greedy_traces": 1, "base_accuracy": 2,
                       "opposite_traces": 2, "error_localization": 4, "dcm_mask": 8, "targeted_update": 4,
                       "full_update": 4, "lora_baseline": 2, "evaluate_original_math": 2, "evaluate_math": 10,
-                      "evaluate_original_general": 1, "evaluate_general": 5, "table": 1, "total": 49}
+                      "evaluate_original_general": 1, "evaluate_general": 5, "table": 1, "total": 50}
+
+
+def test_template_filter_is_one_job_per_seed_on_its_split(workdir):
+    """base_accuracy reads each seed's split, and a seed's opposite traces and LoRA take that seed's filter."""
+    proc = snakemake(workdir, "-n", "-p", "results/tiny-llama/table.csv")
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    base = "results/tiny-llama"
+    acc = {j["wildcards"]["seed"]: j for j in jobs if j["rule"] == "base_accuracy"}
+    assert sorted(acc) == ["0", "1"]
+    for seed in (0, 1):
+        job = acc[str(seed)]
+        assert job["output"] == [f"{base}/seed{seed}/base_accuracy.parquet"]
+        assert set(job["input"]) == {f"{base}/traces/greedy.parquet", f"{base}/splits/seed{seed}.parquet"}
+        assert '"instances": "train"' in job["shell"]   # the schema's default reaches the command
+    for rule in ("opposite_traces", "lora_baseline"):
+        [job] = [j for j in jobs if j["rule"] == rule and j["wildcards"]["seed"] == "1"]
+        assert f"{base}/seed1/base_accuracy.parquet" in job["input"]
+        assert f"{base}/seed0/base_accuracy.parquet" not in job["input"]
+    assert not any("traces/base_accuracy.parquet" in f for j in jobs for f in j["output"])
+
+
+def test_template_filter_choice_reaches_the_command(workdir, tmp_path):
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["template_filter"]["instances"] = "all"
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "-p", "results/tiny-llama/seed1/base_accuracy.parquet",
+                     "--configfile", str(changed))
+    [job] = [j for j in planned_jobs(proc.stdout + proc.stderr) if j["rule"] == "base_accuracy"]
+    assert '"instances": "all"' in job["shell"] and "--splits results/tiny-llama/splits/seed1.parquet" in job["shell"]
 
 
 def test_general_configurations_pick_which_models_get_the_general_evaluation(workdir, tmp_path):
@@ -93,7 +124,7 @@ def test_stage1_builds_both_error_localization_datasets(workdir):
     instances = pd.read_parquet(base / "instances/main.parquet")
     assert len(greedy) == len(instances) and greedy["error"].isna().all()
     assert 0 < greedy["correct"].mean() < 1  # the trained tiny model is sometimes right
-    acc = pd.read_parquet(base / "traces/base_accuracy.parquet")
+    acc = pd.read_parquet(base / "seed0/base_accuracy.parquet")
     assert set(acc.columns) >= {"template_id", "accuracy", "train_eligible"}
     opposite = pd.read_parquet(base / "seed0/opposite_traces.parquet")
     assert opposite["found"].sum() > 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from cca.cli.common import add_paths, shard_fingerprint
 from cca.settings import Settings, placement
 from cca.tasks.config import TaskConfig
-from cca.traces.config import GenerationConfig, SamplingConfig
+from cca.traces.config import GenerationConfig, SamplingConfig, TemplateFilterConfig
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,15 @@ class GreedyTracesSettings(Settings):
     def from_model(cls, s: dict) -> "GreedyTracesSettings":
         return cls.from_dict({"generation": s["generation"], "task": s["task_config"],
                               "device_map": placement(s, s["generation"]["backend"] == "hf")})
+
+
+@dataclass(frozen=True)
+class BaseAccuracySettings(Settings):
+    template_filter: TemplateFilterConfig
+
+    @classmethod
+    def from_model(cls, s: dict) -> "BaseAccuracySettings":
+        return cls.from_dict({"template_filter": s["template_filter"]})
 
 
 @dataclass(frozen=True)
@@ -58,10 +67,11 @@ def accuracy(args) -> None:
     from cca.io import read_parquet, write_parquet
     from cca.traces.build import base_accuracy
 
-    acc = base_accuracy(read_parquet(args.greedy), args.threshold)
+    tf = BaseAccuracySettings.from_json(args.settings).template_filter
+    acc = base_accuracy(read_parquet(args.greedy), read_parquet(args.splits), tf.instances, tf.max_base_accuracy)
     write_parquet(acc, args.out)
-    print(f"{int(acc['train_eligible'].sum())} of {len(acc)} templates below accuracy {args.threshold} "
-          f"(mean per-template accuracy {acc['accuracy'].mean():.3f}) -> {args.out}")
+    print(f"{int(acc['train_eligible'].sum())} of {len(acc)} templates below accuracy {tf.max_base_accuracy} "
+          f"on {tf.instances} instances (mean per-template accuracy {acc['accuracy'].mean():.3f}) -> {args.out}")
 
 
 def opposite(args) -> None:
@@ -97,9 +107,9 @@ def register(sub) -> None:
     s.add_argument("--settings", required=True, help="JSON of cca.cli.generation.GreedyTracesSettings")
     s.add_argument("--shard-size", type=int, default=64, help="instances per resumable shard")
     s.set_defaults(run=greedy)
-    s = tr.add_parser("accuracy", help="per-template base accuracy and the training filter")
-    add_paths(s, "--greedy", "--out")
-    s.add_argument("--threshold", type=float, required=True)
+    s = tr.add_parser("accuracy", help="per-template base accuracy on a seed's split and the training filter")
+    add_paths(s, "--greedy", "--splits", "--out")
+    s.add_argument("--settings", required=True, help="JSON of cca.cli.generation.BaseAccuracySettings")
     s.set_defaults(run=accuracy)
     s = tr.add_parser("opposite", help="sampled traces of opposite correctness for the train split")
     add_paths(s, "--checkpoint", "--greedy", "--accuracy", "--splits", "--out")

@@ -81,12 +81,32 @@ def greedy_traces(backend: Backend, instances: pd.DataFrame, prompts: list[list[
     return pd.DataFrame(rows)
 
 
-def base_accuracy(greedy: pd.DataFrame, max_base_accuracy: float) -> pd.DataFrame:
-    """Per-template greedy accuracy over all instances and the training filter (accuracy < threshold)."""
-    ok = greedy[greedy["error"].isna()]
+# Which splits' instances the template filter reads (template_filter.instances); None: every greedy
+# trace, test and unsplit instances included (the reference code's filter).
+FILTER_SPLITS = {"train": ("train",), "train+val": ("train", "val"), "all": None}
+
+
+def filter_rows(greedy: pd.DataFrame, split: pd.DataFrame, instances: str) -> pd.DataFrame:
+    """The greedy traces the template filter decides on: those of the seed's ``instances`` splits."""
+    if instances not in FILTER_SPLITS:
+        raise CCAError(f"template_filter.instances: unknown choice '{instances}' "
+                       f"(one of {', '.join(FILTER_SPLITS)})")
+    splits = FILTER_SPLITS[instances]
+    if splits is None:
+        return greedy
+    ids = set(split.loc[split["split"].isin(splits), "instance_id"])
+    return greedy[greedy["instance_id"].isin(ids)]
+
+
+def base_accuracy(greedy: pd.DataFrame, split: pd.DataFrame, instances: str,
+                  max_base_accuracy: float) -> pd.DataFrame:
+    """Per-template greedy accuracy over the ``instances`` of ``split`` (``filter_rows``) and the training
+    filter (accuracy < threshold). A template with no counted trace is absent, so never eligible."""
+    rows = filter_rows(greedy, split, instances)
+    ok = rows[rows["error"].isna()]
     acc = ok.groupby("template_id").agg(n=("correct", "size"), correct=("correct", "sum"))
     acc["accuracy"] = acc["correct"] / acc["n"]
-    acc["errors"] = greedy.groupby("template_id")["error"].count().reindex(acc.index).fillna(0).astype(int)
+    acc["errors"] = rows.groupby("template_id")["error"].count().reindex(acc.index).fillna(0).astype(int)
     acc["train_eligible"] = acc["accuracy"] < max_base_accuracy
     return acc.reset_index()
 

@@ -1,4 +1,5 @@
-"""Settings of generation and sampling (``generation`` and ``sampling`` of a profile)."""
+"""Settings of generation, sampling and the template filter (``generation``, ``sampling`` and
+``template_filter`` of a profile)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,3 +28,11 @@ class SamplingConfig(Settings):
     top_p: float
     max_new_tokens: int | None      # None: generation.max_new_tokens
     round_size: int                 # samples per round until an opposite trace appears (0: all at once)
+
+
+@dataclass(frozen=True)
+class TemplateFilterConfig(Settings):
+    schema_path = ("$defs", "profile", "properties", "template_filter")
+
+    max_base_accuracy: float        # templates below this greedy accuracy are trained on
+    instances: str                  # train | train+val | all: the seed's instances the accuracy is taken over

@@ -1,5 +1,5 @@
 # Stage 1a: greedy traces, base accuracy and the template filter, sampled opposite traces (cca/cli/generation.py).
-from cca.cli.generation import GreedyTracesSettings, OppositeTracesSettings
+from cca.cli.generation import BaseAccuracySettings, GreedyTracesSettings, OppositeTracesSettings
 
 
 rule greedy_traces:
@@ -24,30 +24,32 @@ rule greedy_traces:
         " --settings {params.settings} --out {output} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 
 
+# per seed: the filter reads the seed's split (template_filter.instances), not the test answers
 rule base_accuracy:
     input:
-        f"{RESULTS}/{{model}}/traces/greedy.parquet",
+        greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
+        splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
     output:
-        f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
+        f"{RESULTS}/{{model}}/seed{{seed}}/base_accuracy.parquet",
     params:
-        threshold=lambda w: settings(w)["template_filter"]["max_base_accuracy"],
+        settings=stage_params(BaseAccuracySettings),
     threads: group_threads("data")
     resources:
         **group_resources("data"),
     log:
-        log_path("base_accuracy"),
+        log_path("base_accuracy_seed{seed}"),
     conda:
         ENV
     shell:
-        "{CCA} traces accuracy --greedy {input} --threshold {params.threshold} --out {output}"
-        " 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
+        "{CCA} traces accuracy --greedy {input.greedy} --splits {input.splits} --settings {params.settings}"
+        " --out {output} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 
 
 rule opposite_traces:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
         greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
-        accuracy=f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
+        accuracy=f"{RESULTS}/{{model}}/seed{{seed}}/base_accuracy.parquet",
         splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
     output:
         f"{RESULTS}/{{model}}/seed{{seed}}/opposite_traces.parquet",

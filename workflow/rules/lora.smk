@@ -7,7 +7,7 @@ rule lora_baseline:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
         instances=f"{RESULTS}/{{model}}/instances/main.parquet",
         splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
-        accuracy=f"{RESULTS}/{{model}}/traces/base_accuracy.parquet",
+        accuracy=f"{RESULTS}/{{model}}/seed{{seed}}/base_accuracy.parquet",
         greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
     output:
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/lora/update.json",

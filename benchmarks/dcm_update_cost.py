@@ -154,7 +154,7 @@ def bench_update(args) -> dict:
     model, cmap, ex = _load(args)
     n = min(args.examples, len(ex))
     pre, des, und = ex.prefixes[:n], ex.desired[:n], ex.undesired[:n]
-    wrapped = attach(model, update_slices(cmap, _one_percent(cmap)))
+    wrapped = attach(model, update_slices(cmap, _one_percent(cmap), ("q", "k", "v", "up")))
 
     def shared_step():
         for rd in wrapped.values():
@@ -224,7 +224,7 @@ def memory_probe(args) -> dict:
             for s in range(0, n, args.micro_batch):
                 last_position_logits(model, shared, [p[k:] for p in pre[s:s + args.micro_batch]]).sum()
         return {"forward_peak_mib": peak, "saved_activations_mib": sum(saved.values()) / 2**20}
-    wrapped = attach(model, update_slices(cmap, _one_percent(cmap)))
+    wrapped = attach(model, update_slices(cmap, _one_percent(cmap), ("q", "k", "v", "up")))
     logit_difference_backward(model, pre, des, und, micro_batch=args.micro_batch)
     trainable = sum(rd.delta.numel() for rd in wrapped.values())
     return {"update_peak_mib": _status_mib("VmHWM") - base, "trainable_values": trainable,

@@ -40,6 +40,9 @@ def _full_gated_diffs(model, cmap, ex, scales):
     return torch.tensor(out)
 
 
+PAPER_TARGETS = ("q", "k", "v", "up")
+
+
 def dcm_config(**values) -> DCMConfig:
     """DCM settings as a profile gives them: these values, the schema's defaults for the rest."""
     return DCMConfig.from_dict(profile_section("dcm", {"lambdas": [1.0], **values}))
@@ -113,12 +116,12 @@ def test_targeted_update_leaves_every_other_weight_bit_identical():
     cmap = component_map(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ex = _examples(model, n=4)
-    slices = update_slices(cmap, {"layers.0.q": [1], "layers.1.v": [0], "layers.1.mlp": [2, 9]})
+    slices = update_slices(cmap, {"layers.0.q": [1], "layers.1.v": [0], "layers.1.mlp": [2, 9]}, PAPER_TARGETS)
     wrapped = attach(model, slices)
     params = [rd.delta for rd in wrapped.values()]
     assert all(not p.requires_grad for n, p in model.named_parameters() if not n.endswith(".delta"))
     curve, best, state = train(model, params, ex, lr=0.5, steps=3, eval_steps=[1, 3],
-                               evaluate=lambda step: float(step), micro_batch=8,
+                               evaluate=lambda step: float(step), micro_batch=8, loss="logit_difference", max_step_norm=None,
                                snapshot=lambda: delta_tensors(wrapped))
     assert [r["step"] for r in curve] == [1, 2, 3] and best == 3 and curve[2]["loss"] < curve[0]["loss"]
     assert all(p.grad is None for p in model.parameters())  # no gradient was kept for base weights
@@ -146,7 +149,7 @@ def test_targeted_update_leaves_every_other_weight_bit_identical():
 def test_update_gradient_reaches_only_the_deltas(llama):
     cmap = component_map(llama)
     ex = _examples(llama, n=3)
-    wrapped = attach(llama, update_slices(cmap, {"layers.1.mlp": [0, 1]}))
+    wrapped = attach(llama, update_slices(cmap, {"layers.1.mlp": [0, 1]}, PAPER_TARGETS))
     logit_difference_backward(llama, ex.prefixes, ex.desired, ex.undesired, micro_batch=2)
     grads = {n: p.grad for n, p in llama.named_parameters() if p.grad is not None}
     assert set(grads) == {"model.layers.1.mlp.up_proj.delta"}
@@ -165,11 +168,80 @@ def test_empty_dataset_is_refused_with_advice():
 
 def test_nan_loss_stops_the_update(llama):
     ex = _examples(llama, n=2)
-    wrapped = attach(llama, update_slices(component_map(llama), {"layers.0.q": [0]}))
+    wrapped = attach(llama, update_slices(component_map(llama), {"layers.0.q": [0]}, PAPER_TARGETS))
     with torch.no_grad():
         next(iter(wrapped.values())).delta.fill_(float("nan"))
     with pytest.raises(CCAError, match="lower update.lrs"):
-        train(llama, [rd.delta for rd in wrapped.values()], ex, 0.1, 2, [2], lambda s: 0.0, lambda: None, micro_batch=8)
+        train(llama, [rd.delta for rd in wrapped.values()], ex, 0.1, 2, [2], lambda s: 0.0, lambda: None, micro_batch=8,
+              loss="logit_difference", max_step_norm=None)
     detach(llama, wrapped)
     for p in llama.parameters():
         p.requires_grad_(True)
+
+
+def test_o_target_takes_the_output_columns_of_selected_query_heads_and_of_a_v_heads_group():
+    model, _ = build_tiny_model("llama", seed=0)
+    cmap = component_map(model)
+    group, hd = cmap.n_heads // cmap.n_kv_heads, cmap.head_dim
+    s = update_slices(cmap, {"layers.0.q": [1], "layers.1.v": [0], "layers.1.k": [1]}, ("o",))
+    assert set(s) == {"model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.o_proj.weight"}
+    assert s["model.layers.0.self_attn.o_proj.weight"] == ("cols", list(range(hd, 2 * hd)))
+    assert s["model.layers.1.self_attn.o_proj.weight"] == ("cols", list(range(0, group * hd)))
+    # zeroing those columns silences exactly the selected head: its gate at 0 gives the same logits
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    w = model.get_submodule("model.layers.0.self_attn.o_proj").weight
+    with torch.no_grad():
+        saved = w[:, hd:2 * hd].clone()
+        w[:, hd:2 * hd] = 0
+        zeroed = model(input_ids=ids).logits
+        w[:, hd:2 * hd] = saved
+    site = cmap.site("layers.0.q")
+    attn = model.get_submodule(site.module.rsplit(".", 1)[0])
+
+    def silence(module, args, kwargs):
+        x = args[0].clone()
+        x[..., hd:2 * hd] = 0    # o_proj's input is the concatenated head outputs
+        return (x,), kwargs
+
+    h = attn.o_proj.register_forward_pre_hook(silence, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            ablated = model(input_ids=ids).logits
+    finally:
+        h.remove()
+    assert torch.allclose(zeroed, ablated, atol=1e-6)
+
+
+def test_bounded_pair_loss_backward_equals_autograd_and_fades_for_won_pairs(llama):
+    from cca.models.shared_prefix import PAIR_LOSSES, last_position_logits, logit_difference
+
+    ex = _examples(llama)
+    for p in llama.parameters():
+        p.grad = None
+    diffs = logit_difference_backward(llama, ex.prefixes, ex.desired, ex.undesired, micro_batch=2,
+                                      loss="log_sigmoid")
+    fast = {n: p.grad.clone() for n, p in llama.named_parameters() if p.grad is not None}
+    for p in llama.parameters():
+        p.grad = None
+    d = torch.cat([logit_difference(llama(input_ids=torch.tensor([p])).logits[:, -1], torch.tensor([a]),
+                                    torch.tensor([b])) for p, a, b in zip(ex.prefixes, ex.desired, ex.undesired)])
+    torch.nn.functional.softplus(-d).mean().backward()
+    assert torch.allclose(diffs, d.detach(), atol=1e-5)
+    for n, p in llama.named_parameters():
+        assert torch.allclose(fast[n], p.grad, atol=1e-5, rtol=1e-4), n
+        p.grad = None
+    won = torch.tensor([30.0])
+    assert PAIR_LOSSES["log_sigmoid"](won) < 1e-12 and PAIR_LOSSES["logit_difference"](won) == -30.0
+
+
+def test_step_norm_cap_scales_the_step_down_and_leaves_small_steps_alone():
+    from cca.update.targeted import sgd_step
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])           # |lr * grad| = 5 * lr
+    assert sgd_step([p], 1.0, max_norm=1.0) == pytest.approx(1.0)
+    assert torch.allclose(p.detach(), -torch.tensor([0.6, 0.8, 0.0, 0.0]))
+    q = torch.nn.Parameter(torch.zeros(4))
+    q.grad = p.grad.clone()
+    assert sgd_step([q], 0.1, max_norm=1.0) == pytest.approx(0.5)   # below the cap: plain SGD
+    assert torch.allclose(q.detach(), -0.1 * p.grad)

@@ -72,7 +72,8 @@ def test_vllm_reloads_updated_weights_in_place(tmp_path):
     spec = SamplingSpec(max_new_tokens=24)
     base_hf = [o[0].token_ids for o in HFBackend(model, tok).generate(prompts, spec)]
     wrapped = attach(model, update_slices(component_map(model), {"layers.1.mlp": list(range(0, 256, 3)),
-                                                                  "layers.0.q": [0, 2]}))
+                                                                  "layers.0.q": [0, 2]},
+                                          ("q", "k", "v", "up")))
     torch.manual_seed(0)
     with torch.no_grad():
         for rd in wrapped.values():

@@ -113,23 +113,30 @@ def _check_shapes(model, cmap: ComponentMap) -> None:
                                f"head_dim {cmap.head_dim}")
 
 
-def update_slices(cmap: ComponentMap, selection: dict[str, "object"], targets=("q", "k", "v", "up")
+def update_slices(cmap: ComponentMap, selection: dict[str, "object"], targets
                   ) -> dict[str, tuple[str, list[int]]]:
     """Weights to update for selected components: ``{weight name: (axis, indices)}``.
 
     ``selection`` maps component names (``layers.3.q``) to the indices of selected components.
-    Targets: ``q``/``k``/``v`` - the rows of q_proj/k_proj/v_proj that produce a selected head;
-    ``up``/``gate`` - the rows of up_proj/gate_proj of a selected neuron; ``down`` - its column of down_proj.
+    Targets: ``q``/``k``/``v`` - the rows of q_proj/k_proj/v_proj that produce a selected head; ``o`` - the
+    columns of o_proj that read a selected Q head's output, or the outputs of the query heads that share a
+    selected V head (a K head only steers attention, so it has none); ``up``/``gate`` - the rows of
+    up_proj/gate_proj of a selected neuron; ``down`` - its column of down_proj.
     """
     out: dict[str, tuple[str, list[int]]] = {}
+    o_heads: dict[str, set[int]] = {}
+    group = cmap.n_heads // cmap.n_kv_heads      # query heads per key/value head
     for s in cmap.sites:
         idx = sorted(int(j) for j in selection.get(s.name, []))
         if not idx:
             continue
         if s.kind in ("q", "k", "v"):
+            attn = s.module.rsplit(".", 1)[0]
+            if "o" in targets and s.kind != "k":
+                heads = idx if s.kind == "q" else [h * group + r for h in idx for r in range(group)]
+                o_heads.setdefault(attn, set()).update(heads)
             if s.kind not in targets:
                 continue
-            attn = s.module.rsplit(".", 1)[0]
             rows = [r for h in idx for r in range(h * s.width, (h + 1) * s.width)]
             out[f"{attn}.{PROJECTIONS[s.kind]}.weight"] = ("rows", rows)
         else:
@@ -139,4 +146,7 @@ def update_slices(cmap: ComponentMap, selection: dict[str, "object"], targets=("
                     out[f"{mlp}.{PROJECTIONS[t]}.weight"] = ("rows", idx)
             if "down" in targets:
                 out[f"{mlp}.{PROJECTIONS['down']}.weight"] = ("cols", idx)
+    for attn, heads in o_heads.items():
+        cols = [c for h in sorted(heads) for c in range(h * cmap.head_dim, (h + 1) * cmap.head_dim)]
+        out[f"{attn}.{PROJECTIONS['o']}.weight"] = ("cols", cols)
     return out

@@ -128,14 +128,24 @@ def logit_difference(logits: torch.Tensor, desired: torch.Tensor, undesired: tor
     return logits.gather(1, desired.view(-1, 1)).squeeze(1) - logits.gather(1, undesired.view(-1, 1)).squeeze(1)
 
 
+PAIR_LOSSES = {
+    # the paper's: unbounded, it keeps pushing a pair whose desired token already wins
+    "logit_difference": lambda d: -d,
+    # bounded: -log sigmoid(d) = softplus(-d), whose gradient fades once the desired token wins
+    "log_sigmoid": lambda d: torch.nn.functional.softplus(-d),
+}
+
+
 def logit_difference_backward(model, prefixes: Sequence[Sequence[int]], desired: Sequence[int],
                               undesired: Sequence[int], micro_batch: int = 8, shared_len: int | None = None,
-                              pad_id: int = 0) -> torch.Tensor:
-    """Backward of loss = mean_i -(logit_desired_i - logit_undesired_i) at each prefix's last position.
+                              pad_id: int = 0, loss: str = "logit_difference") -> torch.Tensor:
+    """Backward of loss = mean_i f(logit_desired_i - logit_undesired_i) at each prefix's last position, with
+    f from ``PAIR_LOSSES`` (the paper's: f(d) = -d).
 
     Accumulates gradients into the model's trainable parameters (exactly those of one full-batch
     forward/backward over all prefixes) and returns the per-example logit differences (detached).
     """
+    per_pair = PAIR_LOSSES[loss]
     n = len(prefixes)
     if shared_len is None:
         shared_len = common_prefix_length(prefixes)
@@ -147,9 +157,9 @@ def logit_difference_backward(model, prefixes: Sequence[Sequence[int]], desired:
         suffixes = [p[shared_len:] for p in prefixes[sl]]
         hidden = last_position_hidden(model, shared, suffixes, pad_id)
         d = pair_logit_difference(model, hidden, torch.tensor(list(desired[sl])), torch.tensor(list(undesired[sl])))
-        loss = -d.sum() / n
-        if loss.requires_grad:
-            loss.backward()
+        total = per_pair(d).sum() / n
+        if total.requires_grad:
+            total.backward()
         diffs.append(d.detach())
     _push_through_shared(originals, leaves)
     return torch.cat(diffs)

@@ -17,6 +17,8 @@ class UpdateConfig(Settings):
     max_examples: int | None        # a fixed random subset of at most this many pairs (None: all)
     eval_dtype: str                 # dtype of validation and evaluation generation
     micro_batch: int                # examples per forward/backward of the full-batch gradient (memory only)
+    loss: str                       # logit_difference (the paper's, unbounded) | log_sigmoid (bounded)
+    max_step_norm: float | None     # cap on each step's L2 norm over all trainable values (None: plain SGD)
 
 
 @dataclass(frozen=True)

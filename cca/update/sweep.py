@@ -63,7 +63,8 @@ def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, 
             return r["template_mean"]
 
         curve, step, state = train(model, params, examples, lr, config.steps, config.eval_steps, evaluate, snapshot,
-                                   micro_batch=config.micro_batch, progress=True, label=label)
+                                   micro_batch=config.micro_batch, loss=config.loss, max_step_norm=config.max_step_norm,
+                                   progress=True, label=label)
         rows = [{"config": label, "lambda": lam, "lr": lr, **r, "val_accuracy_plain": plain.get(r["step"])}
                 for r in curve]
         value = max((r["val_accuracy"] for r in curve if r["val_accuracy"] is not None), default=None)

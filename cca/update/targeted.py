@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from cca.errors import CCAError
-from cca.models.shared_prefix import common_prefix_length, logit_difference_backward
+from cca.models.shared_prefix import PAIR_LOSSES, common_prefix_length, logit_difference_backward
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,30 @@ class Examples:
         return len(self.prefixes)
 
 
-def sgd_step(params: Sequence[torch.nn.Parameter], lr: float) -> None:
+def sgd_step(params: Sequence[torch.nn.Parameter], lr: float, max_norm: float | None = None) -> float:
+    """W -= lr * grad; with ``max_norm`` the step (over all ``params`` together) is scaled down to at most that
+    L2 norm. Returns the norm of the step taken."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = lr * float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))) if grads else 0.0
+    scale = lr if max_norm is None or norm <= max_norm else lr * max_norm / norm
     with torch.no_grad():
         for p in params:
             if p.grad is not None:
-                p.sub_(lr * p.grad.to(p.dtype))
+                p.sub_(scale * p.grad.to(p.dtype))
+    return norm if max_norm is None else min(norm, max_norm)
 
 
 def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: float, steps: int,
           eval_steps: Sequence[int], evaluate: Callable[[int], float], snapshot: Callable[[], object],
-          micro_batch: int, progress: bool = False, label: str = "") -> tuple[list[dict], int, object]:
-    """SGD on the logit-difference loss; returns (curve rows, best step, snapshot at the best step).
+          micro_batch: int, loss: str, max_step_norm: float | None, progress: bool = False, label: str = "") -> tuple[list[dict], int, object]:
+    """SGD on the pair loss (``cca.models.shared_prefix.PAIR_LOSSES``; the paper's is the logit difference);
+    returns (curve rows, best step, snapshot at the best step).
 
+    ``max_step_norm``: each step's L2 norm over all trainable values is capped (None: plain SGD).
     ``evaluate(step)`` gives the validation metric of the model as it is; ``snapshot()`` a copy of the
     trainable state to keep when a step is the best so far. Step 0 (the base model) is evaluated by the
-    caller and is not part of the curve returned here.
+    caller and is not part of the curve returned here. A curve row's ``loss`` is the pair loss's mean and
+    ``logit_diff`` the mean logit difference, both before the step.
     """
     shared_len = common_prefix_length(examples.prefixes)
     rows, best_step, best_value, best_state = [], 0, None, None
@@ -66,21 +75,22 @@ def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: f
         for p in params:
             p.grad = None
         diffs = logit_difference_backward(model, examples.prefixes, examples.desired, examples.undesired,
-                                          micro_batch=micro_batch, shared_len=shared_len)
-        loss = float(-diffs.mean())
-        if not torch.isfinite(torch.tensor(loss)) or any(
+                                          micro_batch=micro_batch, shared_len=shared_len, loss=loss)
+        value_loss = float(PAIR_LOSSES[loss](diffs).mean())
+        if not torch.isfinite(torch.tensor(value_loss)) or any(
                 p.grad is not None and not torch.isfinite(p.grad).all() for p in params):
-            raise CCAError(f"targeted update {label}: loss or gradient became {loss} at step {step}: "
+            raise CCAError(f"targeted update {label}: loss or gradient became {value_loss} at step {step}: "
                            "lower update.lrs")
-        sgd_step(params, lr)
-        row = {"step": step, "loss": loss, "val_accuracy": None}
+        step_norm = sgd_step(params, lr, max_step_norm)
+        row = {"step": step, "loss": value_loss, "logit_diff": float(diffs.mean()), "step_norm": step_norm,
+               "val_accuracy": None}
         if step in eval_at:
             row["val_accuracy"] = value = evaluate(step)
             if best_value is None or value > best_value:
                 best_step, best_value, best_state = step, value, snapshot()
         rows.append(row)
         if bar:
-            bar.set_postfix(loss=f"{loss:.3f}", val=row["val_accuracy"])
+            bar.set_postfix(loss=f"{value_loss:.3f}", val=row["val_accuracy"])
             bar.update(1)
     if bar:
         bar.close()

@@ -25,14 +25,15 @@ MAX_DEPTH = 50        # levels of nesting
 @functools.cache
 def _schema() -> dict:
     """The parsed schema (read once: model_settings validates against it for every rule's params), with the
-    enums that registries define: localization methods (cca.localize.methods) and the configurations
-    they make (cca.layout)."""
-    from cca.layout import all_configurations
+    enums that registries define: localization methods (cca.localize.methods), the control variants and the
+    configurations they make (cca.layout)."""
+    from cca.layout import all_configurations, control_names
     from cca.localize.methods import METHODS
 
     schema = yaml.safe_load(SCHEMA.read_text())
     profile = schema["$defs"]["profile"]["properties"]
     profile["localization"]["properties"]["methods"]["items"] = {"enum": list(METHODS)}
+    profile["controls"]["items"] = {"enum": control_names()}
     profile["general"]["properties"]["configurations"]["items"] = {"enum": all_configurations()}
     return schema
 

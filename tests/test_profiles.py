@@ -148,7 +148,7 @@ def test_profiles_name_only_snakemake_options(profile):
 def test_local_profile_plans_the_whole_dag_with_each_groups_resources(tmp_path):
     jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "local"),
                                   "results/tiny-llama/table.csv"))
-    assert len(jobs) == 50
+    assert len(jobs) == 74
     assert all({"gpu", "mem_mb", "runtime"} <= set(j["resources"]) for j in jobs)
     # the tiny profile generates with Hugging Face on the CPU: no rule asks for a GPU
     assert {j["resources"]["gpu"] for j in jobs} == {"0"}
@@ -190,7 +190,7 @@ def test_slurm_profile_plans_the_whole_dag(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
     jobs = planned_jobs(snakemake(workdir_with(tmp_path), "--profile", str(PROFILES / "slurm"),
                                   "results/tiny-llama/table.csv"))
-    assert len(jobs) == 50
+    assert len(jobs) == 74
     assert asked(jobs, "targeted_update")["runtime"] == "1440" and asked(jobs, "table")["gpu"] == "0"
 
 

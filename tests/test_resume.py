@@ -82,10 +82,12 @@ KILL_POINTS = [
 
 
 def _resume_config(workdir: Path) -> None:
-    """The tiny trained model, one seed, the branching method only: every long rule, as few jobs as possible."""
+    """The tiny trained model, one seed, the branching method only, no controls (their rules are update rules
+    like the others): every long rule, as few jobs as possible."""
     cfg = yaml.safe_load(TINY.read_text())
     tiny = cfg["profiles"]["tiny"]
     tiny["seeds"] = [0]
+    tiny["controls"] = []
     tiny["localization"]["methods"] = ["branching"]
     tiny["dcm"]["lambdas"] = [1.0e-2]
     cfg["models"] = {MODEL: cfg["models"][MODEL]}

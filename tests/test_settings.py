@@ -71,17 +71,21 @@ def test_a_hand_written_settings_gets_the_schema_defaults_and_names_what_is_miss
 
 
 def test_a_lambda_or_a_method_is_not_part_of_the_settings_of_one_job():
-    """Adding a lambda re-runs only its mask; adding a method re-runs only its own localization."""
+    """Adding a lambda re-runs only its mask; adding a method re-runs only its own localization; choosing
+    other controls re-runs no update."""
     from cca.cli.dcm import MaskSettings
     from cca.cli.localization import LocalizeSettings
+    from cca.cli.update import UpdateSettings
 
     config = load_config(TINY)
     before = model_settings(config, "tiny-gsm")
     config["profiles"]["tiny"]["dcm"]["lambdas"].append(0.5)
     config["profiles"]["tiny"]["localization"]["methods"] = ["prefix"]
+    config["profiles"]["tiny"]["controls"] = ["body"]
     after = model_settings(config, "tiny-gsm")
     assert MaskSettings.from_model(before) == MaskSettings.from_model(after)
     assert LocalizeSettings.from_model(before) == LocalizeSettings.from_model(after)
+    assert UpdateSettings.from_model(before) == UpdateSettings.from_model(after)   # a control re-runs no update
 
 
 def test_a_registered_localization_method_reaches_schema_wildcards_cli_and_configurations(monkeypatch):
@@ -97,9 +101,10 @@ def test_a_registered_localization_method_reaches_schema_wildcards_cli_and_confi
     try:
         profile = cca.config._schema()["$defs"]["profile"]["properties"]
         assert "oracle" in profile["localization"]["properties"]["methods"]["items"]["enum"]
-        assert {"cca-oracle-mask", "cca-oracle-nomask"} <= set(
+        assert {"cca-oracle-mask", "cca-oracle-nomask", "cca-oracle-random", "cca-oracle-body"} <= set(
             profile["general"]["properties"]["configurations"]["items"]["enum"])
-        assert layout.all_configurations()[-3:] == ["cca-oracle-mask", "cca-oracle-nomask", "lora"]
+        assert layout.all_configurations()[-5:] == ["cca-oracle-mask", "cca-oracle-nomask", "cca-oracle-random",
+                                                    "cca-oracle-body", "lora"]
         assert layout.run_dir("cca-oracle-mask", 2) == "seed2/oracle/mask"
         assert layout.label("cca-oracle-nomask") == "CCA oracle, w/o mask"
         args = build_parser().parse_args(["localize", "--method", "oracle", "--checkpoint", "c", "--greedy", "g",

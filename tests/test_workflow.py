@@ -1,5 +1,6 @@
 """The Snakemake workflow on a tiny configuration: planning, building, caching, refusing bad input."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -46,11 +47,13 @@ def job_counts(output: str) -> dict[str, int]:
 def test_dry_run_plans_the_whole_dag(workdir):
     proc = snakemake(workdir, "-n", "results/tiny-llama/table.csv")
     counts = job_counts(proc.stdout + proc.stderr)
-    # 2 seeds; 2 methods; 2 lambdas; {mask, nomask}; LoRA; 6 configurations evaluated per seed, general on seed 0
+    # 2 seeds; 2 methods; 2 lambdas; {mask, nomask} and the controls {random, body}; LoRA; 10 configurations
+    # evaluated per seed, general on seed 0
     assert counts == {"prepare_model": 1, "instances": 1, "splits": 2, "greedy_traces": 1, "base_accuracy": 2,
                       "opposite_traces": 2, "error_localization": 4, "dcm_mask": 8, "targeted_update": 4,
-                      "full_update": 4, "lora_baseline": 2, "evaluate_original_math": 2, "evaluate_math": 10,
-                      "evaluate_original_general": 1, "evaluate_general": 5, "table": 1, "total": 50}
+                      "full_update": 4, "random_mask": 4, "random_update": 4, "body_update": 4, "lora_baseline": 2,
+                      "evaluate_original_math": 2, "evaluate_math": 18, "evaluate_original_general": 1,
+                      "evaluate_general": 9, "table": 1, "total": 74}
 
 
 def test_template_filter_is_one_job_per_seed_on_its_split(workdir):
@@ -81,6 +84,57 @@ def test_template_filter_choice_reaches_the_command(workdir, tmp_path):
                      "--configfile", str(changed))
     [job] = [j for j in planned_jobs(proc.stdout + proc.stderr) if j["rule"] == "base_accuracy"]
     assert '"instances": "all"' in job["shell"] and "--splits results/tiny-llama/splits/seed1.parquet" in job["shell"]
+
+
+def planned(output: str) -> list[dict]:
+    """Each job of a dry run: its rule and its input, output and wildcards lines."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", output)[1:]:
+        job = {"rule": re.match(r"(?:local)?rule (\w+):", block).group(1)}
+        for key in ("input", "output", "wildcards"):
+            m = re.search(rf"^    {key}: (.*)$", block, re.M)
+            job[key] = m.group(1).split(", ") if m else []
+        jobs.append(job)
+    return jobs
+
+
+def test_dry_run_plans_the_controls_per_method_and_seed(workdir):
+    proc = snakemake(workdir, "-n", "results/tiny-llama/table.csv")
+    jobs = planned(proc.stdout + proc.stderr)
+    base = "results/tiny-llama"
+    for seed in (0, 1):
+        for method in ("prefix", "branching"):
+            run = f"{base}/seed{seed}/{method}"
+            wanted = f"model=tiny-llama, seed={seed}, method={method}".split(", ")
+            draw = [j for j in jobs if j["rule"] == "random_mask" and j["wildcards"] == wanted]
+            assert len(draw) == 1
+            assert draw[0]["output"] == [f"{run}/random/mask.safetensors"]
+            assert set(draw[0]["input"]) == {f"{run}/mask/update.json", f"{run}/mask/curve.parquet",
+                                             f"{run}/masks/lambda0.01.safetensors", f"{run}/masks/lambda0.001.safetensors"}
+            random_update = [j for j in jobs if j["rule"] == "random_update" and j["wildcards"] == wanted]
+            assert len(random_update) == 1 and f"{run}/random/mask.safetensors" in random_update[0]["input"]
+            assert f"{run}/random/delta.safetensors" in random_update[0]["output"]
+            assert not [i for i in random_update[0]["input"] if "/masks/" in i]
+            body = [j for j in jobs if j["rule"] == "body_update" and j["wildcards"] == wanted]
+            assert len(body) == 1 and f"{run}/body/update.json" in body[0]["output"]
+            assert f"{base}/seed{seed}/error_localization_{method}.parquet" in body[0]["input"]
+            assert not [i for i in body[0]["input"] if "mask" in i]
+    table = next(j for j in jobs if j["rule"] == "table")
+    assert {f"{base}/seed1/branching/random/update.json", f"{base}/seed0/prefix/body/math.json"} <= set(table["input"])
+
+
+def test_no_controls_plan_no_control_job(workdir, tmp_path):
+    """controls: [] runs the w/ and w/o mask updates only (and their evaluations, and the table)."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["controls"] = []
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "results/tiny-llama/table.csv", "--configfile", str(changed))
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert not {"random_mask", "random_update", "body_update"} & set(counts)
+    assert counts["targeted_update"] == counts["full_update"] == 4 and counts["evaluate_math"] == 10
+    assert counts["evaluate_general"] == 5 and counts["total"] == 49
+    assert "/random/" not in proc.stdout and "/body/" not in proc.stdout
 
 
 def test_general_configurations_pick_which_models_get_the_general_evaluation(workdir, tmp_path):
@@ -219,8 +273,9 @@ def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
     base = workdir / "results/tiny-gsm"
     snakemake(workdir, "--cores", "2", "results/tiny-gsm/table.csv", timeout=1800)
     table = pd.read_csv(base / "table.csv").set_index("configuration")
-    assert list(table.index) == ["original", "cca-prefix-mask", "cca-prefix-nomask", "cca-branching-mask",
-                                 "cca-branching-nomask", "lora"]
+    assert list(table.index) == ["original", "cca-prefix-mask", "cca-prefix-nomask", "cca-prefix-random",
+                                 "cca-prefix-body", "cca-branching-mask", "cca-branching-nomask",
+                                 "cca-branching-random", "cca-branching-body", "lora"]
     assert table.notna().all().all(), table.columns[table.isna().any()].tolist()
     assert all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes)
     math = json.loads((base / "seed0/original/math.json").read_text())["sets"]["test"]

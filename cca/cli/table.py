@@ -15,6 +15,7 @@ class TableSettings(Settings):
     task: str
     seeds: list
     localization: LocalizationConfig   # its methods name the configurations
+    controls: list                     # the control variants that ran (cca.layout.VARIANTS)
     general: GeneralConfig | None      # None: no general evaluation
     bootstrap_iters: int               # general.bootstrap_iters (its schema default without a general section)
 
@@ -22,7 +23,7 @@ class TableSettings(Settings):
     def from_model(cls, s: dict) -> "TableSettings":
         from cca.config import profile_default
 
-        picked = {k: s.get(k) for k in ("profile", "task", "seeds", "localization", "general")}
+        picked = {k: s.get(k) for k in ("profile", "task", "seeds", "controls", "localization", "general")}
         iters = s["general"]["bootstrap_iters"] if s.get("general") else profile_default("general", "bootstrap_iters")
         return cls.from_dict({**picked, "bootstrap_iters": iters})
 
@@ -40,12 +41,12 @@ def table(args) -> None:
 
     from cca.evaluate.table import component_percent, general_columns, math_delta_intervals, results_table, run_record
     from cca.io import atomic_file, read_parquet
-    from cca.layout import configurations, general_configurations, run_dir
+    from cca.layout import configurations, general_configurations, run_dir, variant_of
 
     st = TableSettings.from_json(args.settings)
     root = Path(args.results)
-    confs = configurations(st.localization.methods)
-    records = []
+    confs = configurations(st.localization.methods, st.controls)
+    records, shares = [], []
     for conf in confs:
         for seed in st.seeds:
             d = root / run_dir(conf, seed)
@@ -54,6 +55,10 @@ def table(args) -> None:
             size = 0 if update is None else int(update.get("pairs", update.get("examples", 0)))
             pct = 0.0 if update is None else component_percent(update, conf)
             records.append(run_record(conf, seed, math, update, size, pct))
+            cca = variant_of(conf)
+            # the update of every parameter (w/o mask) records the gradient's share of every parameter group
+            if cca and cca[1].mask is None and not cca[1].frozen and "gradient_shares" in update:
+                shares.append({"method": cca[0], "seed": seed, **update["gradient_shares"]})
     cols = ["set", "instance_id", "template_id", "correct"]
     items = {conf: pd.concat([read_parquet(root / run_dir(conf, s) / "math.parquet")[cols].assign(seed=s)
                               for s in st.seeds], ignore_index=True) for conf in confs}
@@ -63,7 +68,7 @@ def table(args) -> None:
     gseeds = st.general_seeds()
     if gseeds:
         scores = {}
-        for conf in general_configurations(st.localization.methods, st.general.configurations):
+        for conf in general_configurations(st.localization.methods, st.controls, st.general.configurations):
             frames = [read_parquet(root / run_dir(conf, s) / "general.parquet").assign(
                 item=lambda f, s=s: f"seed{s}/" + f["item"].astype(str)) for s in gseeds]
             scores[conf] = pd.concat(frames, ignore_index=True)
@@ -74,7 +79,7 @@ def table(args) -> None:
     if args.report:
         from cca.evaluate.report import render_report
 
-        text = render_report(args.model, result, st.to_dict(), root, gseeds)
+        text = render_report(args.model, result, st.to_dict(), root, gseeds, shares)
         with atomic_file(args.report) as tmp:
             Path(tmp).write_text(text)
     print(result[["configuration", "seeds", "percent_components", "test_mean", "test_delta"]].to_string(index=False))

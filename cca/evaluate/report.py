@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from cca.layout import VARIANTS, label, run_dir
+from cca.models.parameter_groups import GROUPS
 
 # Table 1 of the paper (GSM-Symbolic test, mean per template): original -> CCA (Branching, w/ mask).
 PAPER_TABLE1 = {
@@ -59,7 +60,18 @@ def _general_rows(table: pd.DataFrame, benches: list[str]) -> list[str]:
     return lines
 
 
-def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, general_seeds: list[int]) -> str:
+def _gradient_rows(shares: list[dict]) -> list[str]:
+    head = ["method", "seed"] + [f"{g} %" for g in GROUPS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in shares:
+        lines.append("| " + " | ".join([r["method"], str(r["seed"])] + [f"{100 * r[g]:.1f}" for g in GROUPS]) + " |")
+    return lines
+
+
+def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, general_seeds: list[int],
+                  gradient_shares: list[dict] | None = None) -> str:
+    """The report; ``gradient_shares``: per (method, seed) the w/o mask update's squared-gradient share of each
+    parameter group at the base weights (``{"method", "seed", <group>: share}``), a section of its own."""
     sets = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
     out = [f"# CCA results: {model}", "",
            f"Profile `{settings['profile']}`, task `{settings['task']}`, seeds {settings['seeds']}. "
@@ -67,9 +79,18 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
            "original model on the same seeds' test splits, with a paired bootstrap 95% interval (questions "
            "resampled, the same draw for both models; the statistic is the mean of per-template accuracies). "
            "\"kept an update\" counts the seeds whose validation "
-           "preferred an updated model to the base one (otherwise the configuration *is* the original model).", "",
+           "preferred an updated model to the base one (otherwise the configuration *is* the original model). "
+           "The controls, where they ran: *random mask* trains as many components per layer and kind as the w/ mask "
+           "update's chosen DCM mask, drawn at random (same lr sweep and selection), so its % components is that "
+           "mask's; *w/o mask, body only* trains every parameter but the embedding / LM head and the norms, and "
+           "its % components is the share of parameter values it trains.", "",
            "## GSM accuracy (the paper's Table 1)", ""]
     out += _math_rows(table, sets)
+    if gradient_shares:
+        out += ["", "## Where the w/o mask gradient lies", "",
+                "Share of the squared gradient norm of the update's loss over the training pairs, at the base "
+                "weights, per parameter group (embedding: the input embedding and the LM head).", ""]
+        out += _gradient_rows(gradient_shares)
     benches = [c for c in table.columns if f"{c}_delta_lo" in table.columns]
     if benches:
         out += ["", "## General abilities (the paper's Table 2)", "",

@@ -2,7 +2,8 @@
 
 Pure functions over small records; the rule layer (cca.cli.table) reads the artifacts.
 
-One row per configuration: the original model, CCA {prefix, branching} x {w/ mask, w/o mask}, LoRA.
+One row per configuration: the original model, CCA {prefix, branching} x {w/ mask, w/o mask and the controls
+that ran: random mask, w/o mask body only}, LoRA (cca.layout).
 Accuracies are means over seeds of the mean per-template greedy exact match (the paper's metric);
 ``*_std`` is the standard deviation over seeds (0 with one seed; the ``seeds`` column says how many).
 Deltas are in points (x100) against the original model on the same seed's test split.
@@ -13,16 +14,19 @@ import numpy as np
 import pandas as pd
 
 from cca.evaluate.math_accuracy import paired_bootstrap
-from cca.layout import all_configurations
+from cca.layout import all_configurations, variant_of
 
 
 def component_percent(update: dict, configuration: str) -> float:
-    """The share of components a configuration trained: 100 w/o mask, LoRA's trainable share, else the
-    chosen lambda's mask (the mean over the lambdas when the base model was chosen)."""
-    if configuration.endswith("nomask"):
-        return 100.0
+    """The share a configuration trained. With a mask: the chosen lambda's mask (the mean over the lambdas when
+    the base model was chosen); a random mask has its source mask's counts, so its source's share. Without
+    one: 100 w/o mask; with frozen parameter groups (body only), the share of parameter values it trains (a
+    tied embedding / LM head counted once): parameters, not components. LoRA: its trainable share."""
     if configuration == "lora":
         return float(update["trainable_percent"])
+    _, variant = variant_of(configuration)
+    if variant.mask is None:
+        return float(update["trainable_percent"]) if variant.frozen else 100.0
     masks = update.get("masks") or {}
     lam = update.get("best", {}).get("lambda")
     if lam is not None and str(lam) in masks:

@@ -7,6 +7,7 @@ updated model).
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 
@@ -26,10 +27,36 @@ def choose(base: dict, runs: Iterable[tuple[dict, list[dict], object]]) -> tuple
     return rows, best, best_state
 
 
-def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, validator, base_state):
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def chosen_lambda(best: dict, curve: Iterable[dict]) -> float:
+    """The lambda of a w/ mask update's chosen mask: that of its chosen candidate (``best``, its update.json's
+    "best"); where it chose the base model, that of its best-validated candidate other than the base model,
+    the first in sweep order on a tie (``curve``: its curve.parquet's rows, in sweep order)."""
+    from cca.errors import CCAError
+
+    if not _missing(best.get("lambda")):
+        return float(best["lambda"])
+    top_lambda, top_value = None, None
+    for row in curve:
+        lam, value = row.get("lambda"), row.get("val_accuracy")
+        if row.get("config") == "base" or _missing(lam) or _missing(value):
+            continue
+        if top_value is None or value > top_value:
+            top_lambda, top_value = lam, value
+    if top_lambda is None:
+        raise CCAError("the w/ mask update validated no candidate besides the base model: no mask to copy the "
+                       "size of (check update.eval_steps)")
+    return float(top_lambda)
+
+
+def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, validator, base_state,
+                frozen: frozenset[str]):
     """The targeted update's candidates: every (mask, lr) with ``masks`` [(lambda, selected)], else every lr
-    of the all-parameter update. Yields as ``choose`` reads; the model is restored after each candidate
-    (its row deltas detached, or ``base_state`` loaded)."""
+    of the all-parameter update, which trains every parameter not named in ``frozen``. Yields as ``choose``
+    reads; the model is restored after each candidate (its row deltas detached, or ``base_state`` loaded)."""
     from cca.circuits.mask_file import selection_indices
     from cca.errors import CCAError
     from cca.models.components import update_slices
@@ -51,9 +78,11 @@ def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, 
             snapshot = lambda w=wrapped: delta_tensors(w)  # noqa: E731
         else:
             wrapped = {}
-            for p in model.parameters():
-                p.requires_grad_(True)
-            params = list(model.parameters())
+            params = []
+            for name, p in model.named_parameters():   # a tied weight is listed once, under its first name
+                p.requires_grad_(name not in frozen)
+                if name not in frozen:
+                    params.append(p)
             snapshot = lambda: host_copy(model)  # noqa: E731
         plain = {}
 

@@ -99,6 +99,24 @@ def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: f
     return rows, best_step, best_state
 
 
+def squared_gradients(model, examples: Examples, micro_batch: int) -> dict[str, float]:
+    """{parameter name: sum of its squared gradient} of the update's loss over ``examples`` at the model's
+    current weights, every parameter trainable for it (one full-batch forward/backward); the gradients are
+    cleared and every parameter is left frozen."""
+    params = dict(model.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+        p.grad = None
+    logit_difference_backward(model, examples.prefixes, examples.desired, examples.undesired,
+                              micro_batch=micro_batch, shared_len=common_prefix_length(examples.prefixes))
+    squares = {name: float(p.grad.double().pow(2).sum()) if p.grad is not None else 0.0
+               for name, p in params.items()}
+    for p in params.values():
+        p.grad = None
+        p.requires_grad_(False)
+    return squares
+
+
 def exact_match(templates: list[str], correct: list[bool]) -> dict:
     """Mean of per-template accuracies (the paper's metric), the plain mean, and the count; every row counts
     (a generation error is a wrong answer)."""

@@ -10,13 +10,13 @@ def table_inputs(wildcards):
     st = TableSettings.from_model(settings(wildcards))
     out = []
     for seed in st.seeds:
-        for conf in configurations(st.localization.methods):
+        for conf in configurations(st.localization.methods, st.controls):
             out += [f"{base}/{run_dir(conf, seed)}/math.json", f"{base}/{run_dir(conf, seed)}/math.parquet"]
             if conf != "original":
                 out.append(f"{base}/{run_dir(conf, seed)}/update.json")
     for seed in st.general_seeds():
         out += [f"{base}/{run_dir(conf, seed)}/general.parquet"
-                for conf in general_configurations(st.localization.methods, st.general.configurations)]
+                for conf in general_configurations(st.localization.methods, st.controls, st.general.configurations)]
     return out
 
 

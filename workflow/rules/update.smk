@@ -1,9 +1,21 @@
-# Stage 3: the targeted update of the selected components (w/ mask) and of all parameters (w/o mask)
-# (cca/cli/update.py).
+# Stage 3: the updates, one rule per variant of cca.layout.VARIANTS (cca/cli/update.py): the targeted update
+# of the selected components (w/ mask), of all parameters (w/o mask), and the controls: the targeted update
+# over a random mask as large as the w/ mask update's chosen one (random_mask, then random_update), and the
+# all-parameter update with the embedding / LM head and the norms frozen (body_update).
 from cca.cli.update import UpdateSettings
+from cca.layout import RANDOM_MASK_SOURCE, VARIANTS
 
 
-def update_inputs(with_masks):
+def dcm_masks(wildcards):
+    base = f"{RESULTS}/{wildcards.model}/seed{wildcards.seed}/{wildcards.method}"
+    return [f"{base}/masks/lambda{lam}.safetensors" for lam in lambdas(wildcards)]
+
+
+def random_mask_path(model, seed, method):
+    return f"{RESULTS}/{model}/seed{seed}/{method}/random/mask.safetensors"
+
+
+def update_inputs(variant):
     def get(wildcards):
         base = f"{RESULTS}/{wildcards.model}/seed{wildcards.seed}"
         inputs = {
@@ -12,24 +24,30 @@ def update_inputs(with_masks):
             "greedy": f"{RESULTS}/{wildcards.model}/traces/greedy.parquet",
             "splits": f"{RESULTS}/{wildcards.model}/splits/seed{wildcards.seed}.parquet",
         }
-        if with_masks:
-            inputs["masks"] = [f"{base}/{wildcards.method}/masks/lambda{lam}.safetensors" for lam in lambdas(wildcards)]
+        if variant.mask == "dcm":
+            inputs["masks"] = dcm_masks(wildcards)
+        elif variant.mask == "random":
+            inputs["masks"] = [random_mask_path(wildcards.model, wildcards.seed, wildcards.method)]
         return inputs
 
     return get
 
 
 def update_outputs(variant):
-    base = f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/{variant}"
+    base = f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/{variant.name}"
     out = {
         "summary": f"{base}/update.json",
         "curve": f"{base}/curve.parquet",
         "figure": f"{base}/curve.png",
         "merged": directory(f"{base}/merged"),
     }
-    if variant == "mask":
+    if variant.mask:
         out["delta"] = f"{base}/delta.safetensors"
     return out
+
+
+def joined_masks(wildcards, input):
+    return " ".join(input.masks)
 
 
 UPDATE_SHELL = (
@@ -39,45 +57,52 @@ UPDATE_SHELL = (
 )
 
 
-rule targeted_update:
+for _variant in VARIANTS.values():
+
+    rule:
+        name:
+            _variant.rule
+        input:
+            unpack(update_inputs(_variant)),
+        output:
+            **update_outputs(_variant),
+        params:
+            settings=stage_params(UpdateSettings),
+            masks=joined_masks if _variant.mask else "",
+            variant=_variant.name,
+        threads: group_threads("update")
+        resources:
+            # the memory arithmetic (cca.models.scaling) knows row deltas ("mask") and whole weights ("nomask")
+            **group_resources("update", "mask" if _variant.mask else "nomask"),
+        log:
+            log_path(f"update_{{method}}_{_variant.name}_seed{{seed}}"),
+        benchmark:
+            bench_path(f"update_{{method}}_{_variant.name}_seed{{seed}}")
+        conda:
+            ENV
+        shell:
+            UPDATE_SHELL
+
+
+_source = f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/{RANDOM_MASK_SOURCE}"
+
+
+rule random_mask:
     input:
-        unpack(update_inputs(True)),
+        summary=f"{_source}/update.json",
+        curve=f"{_source}/curve.parquet",
+        masks=dcm_masks,
     output:
-        **update_outputs("mask"),
-    params:
-        settings=stage_params(UpdateSettings),
-        masks=lambda wildcards, input: " ".join(input.masks),
-        variant="mask",
-    threads: group_threads("update")
+        random_mask_path("{model}", "{seed}", "{method}"),
+    threads: group_threads("data")
     resources:
-        **group_resources("update", "mask"),
+        **group_resources("data"),
     log:
-        log_path("update_{method}_mask_seed{seed}"),
+        log_path("random_mask_{method}_seed{seed}"),
     benchmark:
-        bench_path("update_{method}_mask_seed{seed}")
+        bench_path("random_mask_{method}_seed{seed}")
     conda:
         ENV
     shell:
-        UPDATE_SHELL
-
-
-rule full_update:
-    input:
-        unpack(update_inputs(False)),
-    output:
-        **update_outputs("nomask"),
-    params:
-        settings=stage_params(UpdateSettings),
-        masks="",
-        variant="nomask",
-    threads: group_threads("update")
-    resources:
-        **group_resources("update", "nomask"),
-    log:
-        log_path("update_{method}_nomask_seed{seed}"),
-    benchmark:
-        bench_path("update_{method}_nomask_seed{seed}")
-    conda:
-        ENV
-    shell:
-        UPDATE_SHELL
+        "{CCA} random-mask --summary {input.summary} --curve {input.curve} --masks {input.masks}"
+        " --seed {wildcards.seed} --out {output} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"

@@ -119,6 +119,23 @@ def test_dcm_mask_collapse_names_the_setting_and_writes_nothing(tiny_stage23, tm
     assert not list(tmp_path.iterdir())
 
 
+def test_dcm_writes_the_mask_its_history_and_figures(tiny_stage23, tmp_path):
+    from cca.circuits.mask_file import load_mask
+
+    out = tmp_path / "lambda0.0001.safetensors"
+    proc = cca("dcm", "--checkpoint", tiny_stage23 / "ckpt", "--dataset", tiny_stage23 / "el.parquet",
+               "--lam", 1e-4, "--seed", 0, "--settings", json.dumps(DCM), "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    _, meta = load_mask(out)
+    history = pd.read_parquet(tmp_path / "lambda0.0001.history.parquet")
+    assert {"selected", "lr", "sum_lr_lambda"} <= set(history.columns)
+    assert meta["sum_lr_lambda"] == pytest.approx(history["sum_lr_lambda"].iloc[-1])
+    assert meta["sum_lr_lambda"] == pytest.approx(1e-4 * history["lr"].sum())
+    assert meta["step"] == "batched" and meta["seconds_per_epoch"] >= 0
+    for figure in ("heads", "neurons", "selected"):
+        assert (tmp_path / f"lambda0.0001.{figure}.png").stat().st_size > 0
+
+
 def test_update_refuses_an_empty_mask(tiny_stage23, tmp_path):
     import torch
 

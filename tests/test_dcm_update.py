@@ -5,12 +5,12 @@ import torch
 
 from cca.models.components import component_map, update_slices
 from cca.circuits.config import DCMConfig
-from cca.circuits.dcm import count_table, scales_from_mask, train_mask
+from cca.circuits.dcm import STEPS, ExampleStates, MaskGates, count_table, scales_from_mask, train_mask
 from cca.config import profile_section
 from cca.errors import CCAError
 from cca.update.row_delta import RowDelta, attach, delta_tensors, detach, load_delta, merge, merged, unmerge
-from cca.models.shared_prefix import logit_difference_backward
-from cca.models.tiny import build_tiny_model
+from cca.models.shared_prefix import cache_bytes, logit_difference_backward, visible_keys
+from cca.models.tiny import ARCHITECTURES, SLIDING_WINDOW, build_tiny_model
 from cca.update.targeted import Examples, train
 
 
@@ -80,6 +80,91 @@ def test_dcm_large_lambda_drives_masks_to_zero_and_early_stops(llama):
     assert res.stopped_early and res.epochs_run < 30
     for p in llama.parameters():
         p.requires_grad_(True)
+
+
+def _uneven_examples(model, seed=0):
+    """Prefixes on both sides of the tiny Gemma models' sliding window (256), one with nothing of its own
+    before its last token (its cache is the shared prompt's)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda k: torch.randint(5, model.config.vocab_size, (k,), generator=g).tolist()
+    common = ids(200)
+    prefixes = [common + ids(k) for k in (1, 90, 4, 130, 30, 2, 75)]
+    desired = ids(len(prefixes))
+    return Examples(prefixes, desired, [(d + 7) % model.config.vocab_size for d in desired])
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    return torch.allclose(torch.as_tensor(a), torch.as_tensor(b), rtol=rtol, atol=atol)
+
+
+def _longest_cache_gib(model, ex):
+    states = ExampleStates(model, ex.prefixes, 0)
+    return cache_bytes(states.cache(max(range(len(ex.prefixes)), key=lambda i: len(ex.prefixes[i])))) / 2**30
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("budget", ["ample", "two_examples"])
+def test_batched_steps_follow_the_per_example_trajectory(arch, budget):
+    """Losses, logit differences and selected counts of every step, and the masks after 4 epochs (12 steps,
+    the selection shrinking from all components to a few): batched equals per-example. With a budget of two
+    examples' caches the batched step runs in forwards of two and recomputes the caches it cannot keep."""
+    model, _ = build_tiny_model(arch, seed=4)
+    cmap = component_map(model)
+    ex = _uneven_examples(model)
+    assert min(map(len, ex.prefixes)) < SLIDING_WINDOW < max(map(len, ex.prefixes))
+    gib = 8.0 if budget == "ample" else 2.5 * _longest_cache_gib(model, ex)
+    cfg = dcm_config(lr=0.1, epochs=4, batch_size=3, early_stop_fraction=1.0, cache_budget_gib=gib)
+    states = ExampleStates(model, ex.prefixes, gib * 2**30, batch=3)
+    states.precompute()
+    assert (states.per_forward, len(states.kept)) == ((3, 7) if budget == "ample" else (2, 1))
+    runs = {step: train_mask(model, cmap, ex.prefixes, ex.desired, ex.undesired, cfg.replace(step=step),
+                             lam=1e-2, seed=0) for step in ("per_example", "batched")}
+    exact, fast = runs["per_example"], runs["batched"]
+    assert len(exact.history) == len(fast.history) == 12
+    assert exact.history[-1]["selected"] < cmap.total // 4
+    for key in ("loss", "logit_diff"):
+        assert _close([h[key] for h in fast.history], [h[key] for h in exact.history]), key
+    assert [h["selected"] for h in fast.history] == [h["selected"] for h in exact.history]
+    for k in exact.values:
+        assert _close(fast.values[k], exact.values[k], atol=1e-5), k
+    assert fast.sum_lr_lambda == exact.sum_lr_lambda == pytest.approx(sum(h["lr"] for h in exact.history) * 1e-2)
+    assert exact.history[-1]["sum_lr_lambda"] == exact.sum_lr_lambda
+
+
+@pytest.mark.parametrize("arch,attention", [(a, None) for a in ARCHITECTURES] + [("gemma2", "eager")])
+def test_batched_step_gives_the_per_example_gradient(arch, attention):
+    """One batch, a random mask: the same logit differences and the same gradient w.r.t. the mask, on every
+    tiny architecture (Gemma-2's mixed sliding and full layers included) with its default attention, and
+    with eager attention, which soft-caps Gemma-2's attention logits and takes an additive mask."""
+    model, _ = build_tiny_model(arch, seed=5)
+    if attention:
+        model.set_attn_implementation(attention)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cmap = component_map(model)
+    ex = _uneven_examples(model, seed=1)
+    mask = torch.nn.Parameter(torch.rand(cmap.total, generator=torch.Generator().manual_seed(0)))
+    gates = MaskGates(model, cmap, mask, dcm_config(lr=1e-2, epochs=1, batch_size=5))
+    idx = [3, 0, 6, 1, 4]
+    out = {}
+    for step in STEPS:
+        states = ExampleStates(model, ex.prefixes, 2**30, batch=len(idx) if step == "batched" else 0)
+        mask.grad = None
+        d = STEPS[step](gates, states, idx, ex.desired, ex.undesired)
+        out[step] = d, mask.grad.clone()
+    (d0, g0), (d1, g1) = out["per_example"], out["batched"]
+    assert _close(d1, d0, atol=1e-5)
+    assert (g1 - g0).abs().max() <= 1e-5 * g0.abs().max()
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def test_next_token_mask_hides_padding_and_what_the_window_hides():
+    # example 0: 5 cached keys, window 3 keeps the 2 nearest; example 1: 2 cached keys then 3 of padding
+    seen = visible_keys(torch.tensor([5, 2]), 5, window=3)[:, 0, 0]
+    assert seen.tolist() == [[False, False, False, True, True, True], [True, True, False, False, False, True]]
+    seen = visible_keys(torch.tensor([5, 2]), 5, window=None)[:, 0, 0]
+    assert seen.tolist() == [[True] * 6, [True, True, False, False, False, True]]
 
 
 def test_keep_reading_scales_one_plus_m():

@@ -19,4 +19,5 @@ class DCMConfig(Settings):
     early_stop_fraction: float      # stop when the selected count is flat for this fraction of an epoch's batches
     unselected: str                 # ablate: scale 2m (reference code) | keep: scale 1+m (paper text)
     backend: str                    # hooks | nnsight (same results)
+    step: str                       # batched: one forward over a batch's last tokens | per_example (same results)
     cache_budget_gib: float         # per-example KV caches kept in memory up to this size, recomputed beyond

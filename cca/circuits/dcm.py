@@ -17,11 +17,18 @@ to select (docs/method.md).
 Cost: a gate at the last position cannot change any earlier position, so each example's keys and
 values up to its last token are computed once, without gradient (the prompt shared by all examples
 once for all: ``cca.models.shared_prefix``), and every step costs one token's forward and backward per example.
+``dcm.step`` says how: ``batched`` stacks the batch's caches (right-padded, with an attention mask that
+hides the padding, each last token at its own position: ``next_token_inputs``) and runs one forward and
+one backward over the batch's last tokens; ``per_example`` runs one forward per example. Both give the
+same masks to float tolerance (a test compares their trajectories).
+
+History: per step the loss, the mean logit difference, the selected count, the lr and the running sum of
+lr * lambda (how far the penalty alone would have pushed a mask under plain gradient descent).
 """
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,7 +39,8 @@ from cca.models.components import ComponentMap
 from cca.errors import CCAError
 from cca.circuits.gating import NNsightGates, hook_gates
 from cca.models.registry import input_device
-from cca.models.shared_prefix import cache_view, common_prefix_length, decoder, pair_logit_difference, prefix_cache
+from cca.models.shared_prefix import (cache_bytes, cache_view, common_prefix_length, decoder, next_token_inputs,
+                                      pair_logit_difference, prefix_cache)
 
 
 @dataclass
@@ -42,6 +50,8 @@ class DCMResult:
     history: list[dict] = field(default_factory=list)
     epochs_run: int = 0
     stopped_early: bool = False
+    sum_lr_lambda: float = 0.0               # sum over steps of lr * lambda
+    epoch_seconds: list[float] = field(default_factory=list)   # wall time of each epoch's steps
 
     @property
     def n_selected(self) -> int:
@@ -61,15 +71,28 @@ def scales_from_mask(m: torch.Tensor, unselected: str) -> torch.Tensor:
 
 
 class ExampleStates:
-    """Per-example KV caches up to (not including) the last token, shared prompt computed once."""
+    """Per-example KV caches up to (not including) the last token, shared prompt computed once.
 
-    def __init__(self, model, prefixes: Sequence[Sequence[int]], budget_bytes: float):
+    Memory: the caches kept and, for batched steps, the padded KV of one forward share ``budget_bytes``.
+    The padded KV of ``batch`` examples is at most ``batch`` times the longest example's cache; it is
+    counted first, at least one example's worth, and a batch whose padded KV exceeds the budget runs in
+    forwards of ``per_forward`` examples. The caches kept take the rest; the others are recomputed when
+    needed. ``batch`` 0: no padded KV (per-example steps).
+    """
+
+    def __init__(self, model, prefixes: Sequence[Sequence[int]], budget_bytes: float, batch: int = 0):
         self.model, self.prefixes = model, [list(p) for p in prefixes]
+        self.lengths = [len(p) - 1 for p in self.prefixes]      # cached tokens: all but the last
         self.shared_len = common_prefix_length(self.prefixes)
         with torch.no_grad():
             self.shared = prefix_cache(model, self.prefixes[0][:self.shared_len])
         self.budget, self.used = budget_bytes, 0
         self.kept: dict[int, object] = {}
+        self.per_forward = 1
+        if batch:
+            longest = cache_bytes(self._compute(max(range(len(self.prefixes)), key=self.lengths.__getitem__)))
+            self.per_forward = min(batch, max(1, int(budget_bytes // longest))) if longest else batch
+            self.used = self.per_forward * longest
 
     def _compute(self, i: int):
         middle = self.prefixes[i][self.shared_len:-1]
@@ -85,14 +108,18 @@ class ExampleStates:
             if self.used >= self.budget:
                 break
             c = self._compute(i)
-            self.used += sum(l.keys.numel() * l.keys.element_size() * 2 for l in c.layers)
+            self.used += cache_bytes(c)
             self.kept[i] = c
             if progress:
                 progress.update(1)
 
-    def get(self, i: int):
+    def cache(self, i: int):
+        """Example i's cache (kept or recomputed); a forward must not extend it (``get`` gives one that may)."""
         c = self.kept.get(i)
-        c = self._compute(i) if c is None else c
+        return self._compute(i) if c is None else c
+
+    def get(self, i: int):
+        c = self.cache(i)
         return cache_view(c) if c is not None else None
 
 
@@ -100,6 +127,59 @@ def _check_finite(loss: torch.Tensor, where: str) -> None:
     if not torch.isfinite(loss):
         raise CCAError(f"DCM loss became {loss.item()} at {where}: lower dcm.lr or dcm.lambdas, or check that "
                        "the model loads in float32 (generation.dtype does not apply to mask training)")
+
+
+class MaskGates:
+    """Gated decoder forwards with scales from the current mask (hooks or nnsight backend)."""
+
+    def __init__(self, model, cmap: ComponentMap, mask: torch.Tensor, settings: DCMConfig):
+        self.model, self.cmap, self.mask, self.unselected = model, cmap, mask, settings.unselected
+        self.names = [s.name for s in cmap.sites]
+        self.sizes = [s.count for s in cmap.sites]
+        self.nnsight = NNsightGates(model, cmap) if settings.backend == "nnsight" else None
+
+    def scales(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, torch.split(scales_from_mask(self.mask, self.unselected), self.sizes)))
+
+    def hidden(self, scales, inputs: dict) -> torch.Tensor:
+        """(batch, pos, hidden) final hidden states of one gated forward."""
+        if self.nnsight is not None:
+            return self.nnsight.hidden(scales, **inputs)
+        with hook_gates(self.model, self.cmap, scales):
+            return decoder(self.model)(**inputs).last_hidden_state
+
+
+def _per_example_backward(gates: MaskGates, states: ExampleStates, idx, desired, undesired) -> torch.Tensor:
+    """Backward of the batch's mean -(logit difference), one forward per example; (batch,) differences."""
+    scales = gates.scales()
+    diffs = []
+    for i in idx:   # one token per example on top of its cached states
+        inputs = dict(input_ids=torch.tensor([[states.prefixes[i][-1]]], device=input_device(gates.model)),
+                      past_key_values=states.get(i), use_cache=True)
+        hidden = gates.hidden(scales, inputs)
+        diffs.append(pair_logit_difference(gates.model, hidden[:, -1], torch.tensor([desired[i]]),
+                                           torch.tensor([undesired[i]])))
+    d = torch.cat(diffs)
+    (-d.mean()).backward()
+    return d.detach()
+
+
+def _batched_backward(gates: MaskGates, states: ExampleStates, idx, desired, undesired) -> torch.Tensor:
+    """The same backward with the batch's last tokens in one forward (``states.per_forward`` at a time)."""
+    diffs = []
+    for start in range(0, len(idx), states.per_forward):
+        part = idx[start:start + states.per_forward]
+        inputs = next_token_inputs(gates.model, [states.cache(i) for i in part], [states.lengths[i] for i in part],
+                                   [states.prefixes[i][-1] for i in part])
+        hidden = gates.hidden(gates.scales(), inputs)                      # (part, 1, hidden)
+        d = pair_logit_difference(gates.model, hidden[:, -1], torch.tensor([desired[i] for i in part]),
+                                  torch.tensor([undesired[i] for i in part]))
+        (-d.sum() / len(idx)).backward()
+        diffs.append(d.detach())
+    return torch.cat(diffs)
+
+
+STEPS = {"batched": _batched_backward, "per_example": _per_example_backward}
 
 
 def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], desired: Sequence[int],
@@ -110,6 +190,9 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
     n = len(prefixes)
     if n == 0:
         raise CCAError("DCM got no Error-Localization examples")
+    if settings.step not in STEPS:
+        raise CCAError(f"dcm.step is '{settings.step}': use one of {', '.join(STEPS)}")
+    backward = STEPS[settings.step]
     for p in model.parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
@@ -118,47 +201,39 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
     mask = torch.nn.Parameter(torch.ones(sum(sizes)))
     opt = torch.optim.Adam([mask], lr=settings.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_size, gamma=settings.lr_gamma)
-    states = ExampleStates(model, prefixes, settings.cache_budget_gib * 2**30)
+    batch = min(settings.batch_size, n) if settings.step == "batched" else 0
+    states = ExampleStates(model, prefixes, settings.cache_budget_gib * 2**30, batch)
     bar = _bar(progress, n, "DCM: caching example states")
     states.precompute(bar)
     if bar:
         bar.close()
-    nn_gates = NNsightGates(model, cmap) if settings.backend == "nnsight" else None
-    body = decoder(model)
-    device = input_device(model)
+    gates = MaskGates(model, cmap, mask, settings)
     batches_per_epoch = math.ceil(n / settings.batch_size)
     patience = max(1, math.ceil(settings.early_stop_fraction * batches_per_epoch))
     history, last_count, flat, started = [], mask.numel(), 0, False
-    epochs_run, stopped = 0, False
+    epochs_run, stopped, lr_lambda, epoch_seconds = 0, False, 0.0, []
     bar = _bar(progress, settings.epochs * batches_per_epoch, f"DCM lambda={lam:g}")
     for epoch in range(settings.epochs):
+        start = time.perf_counter()
         order = torch.randperm(n, generator=gen).tolist()
         for b in range(batches_per_epoch):
             idx = order[b * settings.batch_size:(b + 1) * settings.batch_size]
-            scales = dict(zip(names, torch.split(scales_from_mask(mask, settings.unselected), sizes)))
-            diffs = []
-            with (hook_gates(model, cmap, scales) if nn_gates is None else nullcontext()):
-                for i in idx:   # one token per example on top of its cached states
-                    inputs = dict(input_ids=torch.tensor([[prefixes[i][-1]]], device=device),
-                                  past_key_values=states.get(i), use_cache=True)
-                    hidden = (nn_gates.hidden(scales, **inputs) if nn_gates is not None
-                              else body(**inputs).last_hidden_state)
-                    diffs.append(pair_logit_difference(model, hidden[:, -1], torch.tensor([desired[i]]),
-                                                       torch.tensor([undesired[i]])))
-            d = torch.cat(diffs)
-            loss = -d.mean() + lam * mask.sum().to(d.device)
-            _check_finite(loss, f"epoch {epoch + 1}, batch {b + 1}")
             opt.zero_grad()
-            loss.backward()
+            d = backward(gates, states, idx, desired, undesired)
+            penalty = lam * mask.sum()
+            loss = -d.mean() + penalty.detach().to(d.device)
+            _check_finite(loss, f"epoch {epoch + 1}, batch {b + 1}")
+            penalty.backward()
+            lr = opt.param_groups[0]["lr"]
             opt.step()
             with torch.no_grad():
                 mask.clamp_(0.0, 1.0)
             count = int((mask > 0.5).sum())
-            history.append({"epoch": epoch + 1, "batch": b + 1, "loss": float(loss.detach()),
-                            "logit_diff": float(d.detach().mean()),
-                            "selected": count, "lr": opt.param_groups[0]["lr"]})
+            lr_lambda += lr * lam
+            history.append({"epoch": epoch + 1, "batch": b + 1, "loss": float(loss), "logit_diff": float(d.mean()),
+                            "selected": count, "lr": lr, "sum_lr_lambda": lr_lambda})
             if bar:
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", selected=count)
+                bar.set_postfix(loss=f"{float(loss):.3f}", selected=count)
                 bar.update(1)
             # the selection has started to settle once at most half of the components remain selected
             started = started or count <= mask.numel() // 2
@@ -169,13 +244,14 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
                 break
         sched.step()
         epochs_run = epoch + 1
+        epoch_seconds.append(time.perf_counter() - start)
         if stopped:
             break
     if bar:
         bar.close()
     values = {k: v.detach().clone() for k, v in zip(names, torch.split(mask.detach(), sizes))}
     selected = {k: v > 0.5 for k, v in values.items()}
-    return DCMResult(values, selected, history, epochs_run, stopped)
+    return DCMResult(values, selected, history, epochs_run, stopped, lr_lambda, epoch_seconds)
 
 
 def count_table(cmap: ComponentMap, selected: dict[str, torch.Tensor]):

@@ -1,4 +1,5 @@
-"""Figures of a DCM mask: selected heads per layer (heatmap) and selected neurons per layer (bars)."""
+"""Figures of a DCM mask: selected heads per layer (heatmap), selected neurons per layer (bars) and the
+selected count over training steps (curve)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,6 +51,22 @@ def neurons_bars(counts: pd.DataFrame, path: str | Path, title: str = "") -> Non
     ax.set_ylabel("selected MLP neurons")
     total = int(mlp["total"].iloc[0]) if len(mlp) else 0
     ax.set_title(f"{title} (of {total} per layer)".strip())
+    _save(plt, fig, path)
+
+
+def selected_curve(history: pd.DataFrame, total: int, path: str | Path, title: str = "") -> None:
+    """Selected components after each DCM step (``history``: one row per step, column ``selected``), with
+    half of all components marked: the early stop counts flat steps only below that line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    steps = range(1, len(history) + 1)
+    ax.plot(steps, history["selected"], color="tab:green")
+    ax.axhline(total / 2, color="grey", linestyle="--", linewidth=1, label=f"half of {total}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("selected components")
+    ax.set_ylim(0, total * 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
     _save(plt, fig, path)
 
 

@@ -1,4 +1,5 @@
-"""``cca dcm`` (workflow/rules/dcm.smk): a DCM mask for one lambda, with its counts, history and figures."""
+"""``cca dcm`` (workflow/rules/dcm.smk): a DCM mask for one lambda, with its counts, history (per step: loss,
+logit difference, selected count, lr, running sum of lr * lambda) and figures."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ def dcm(args) -> None:
     import torch
 
     from cca.circuits.dcm import count_table, train_mask
-    from cca.circuits.figures import heads_heatmap, neurons_bars
+    from cca.circuits.figures import heads_heatmap, neurons_bars, selected_curve
     from cca.circuits.mask_file import save_mask
     from cca.io import read_parquet, write_parquet
     from cca.models.components import component_map
@@ -53,13 +54,18 @@ def dcm(args) -> None:
     meta = {"lambda": args.lam, "selected": res.n_selected, "total": res.n_total,
             "percent": 100.0 * res.n_selected / res.n_total, "epochs_run": res.epochs_run,
             "stopped_early": res.stopped_early, "unselected": cfg.unselected, "examples": len(ex),
-            "model_type": cmap.model_type, "seed": args.seed, "backend": cfg.backend, "seconds": round(seconds, 1),
+            "model_type": cmap.model_type, "seed": args.seed, "backend": cfg.backend, "step": cfg.step,
+            "sum_lr_lambda": res.sum_lr_lambda, "seconds": round(seconds, 1),
+            "seconds_per_epoch": round(sum(res.epoch_seconds) / len(res.epoch_seconds), 2),
             "selected_by_kind": counts.groupby("kind")["selected"].sum().to_dict()}
     write_parquet(counts, out.with_name(f"{stem}.counts.parquet"))
-    write_parquet(pd.DataFrame(res.history), out.with_name(f"{stem}.history.parquet"))
+    history = pd.DataFrame(res.history)
+    write_parquet(history, out.with_name(f"{stem}.history.parquet"))
     title = f"lambda {args.lam:g}: {res.n_selected}/{res.n_total} components ({meta['percent']:.2f}%)"
     heads_heatmap(res.selected, cmap, out.with_name(f"{stem}.heads.png"), title)
     neurons_bars(counts, out.with_name(f"{stem}.neurons.png"), f"lambda {args.lam:g}")
+    selected_curve(history, res.n_total, out.with_name(f"{stem}.selected.png"),
+                   f"lambda {args.lam:g}: sum of lr*lambda {res.sum_lr_lambda:.3g}")
     save_mask(out, res.values, res.selected, meta)   # last: the rule's main output marks completion
     print(f"lambda {args.lam:g}: {res.n_selected}/{res.n_total} components selected ({meta['percent']:.3f}%) "
           f"by kind {meta['selected_by_kind']}, {res.epochs_run} epochs"

@@ -10,7 +10,10 @@ Under causal attention the keys and values of that shared part do not depend on 
   logit(desired) - logit(undesired) with just those two rows of the LM head;
 - ``logit_difference_backward`` gives the exact gradient of the mean logit-difference loss over all
   examples, the shared part's contribution included: the suffixes see detached copies of the shared
-  keys/values, whose gradients are then pushed through the shared forward once.
+  keys/values, whose gradients are then pushed through the shared forward once;
+- ``next_token_inputs`` stacks the caches of examples of different lengths into one batch for a forward of
+  their next tokens: padded keys/values, an attention mask that hides the padding (and what a sliding
+  window hides), and each example's own position.
 
 The results equal full forward passes to float tolerance (tests compare them on tiny models).
 """
@@ -21,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from cca.errors import CCAError
 from cca.models.architectures import architecture_of, text_config
 from cca.models.registry import input_device
 
@@ -229,3 +233,96 @@ def completion_nll_backward(model, prompts: Sequence[Sequence[int]], completions
         nll.append(per_example)
     _push_through_shared(originals, leaves)
     return torch.cat(nll)
+
+
+def cache_bytes(cache) -> int:
+    """Bytes of the keys and values a cache holds (0 for None)."""
+    if cache is None:
+        return 0
+    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+
+
+def _cached_tokens(cache, layer: int) -> int:
+    return 0 if cache is None else cache.layers[layer].keys.shape[-2]
+
+
+def _window(layer) -> int | None:
+    """The sliding window of a cache layer (the model's attention window of that layer), or None."""
+    return layer.sliding_window if getattr(layer, "is_sliding", False) else None
+
+
+def visible_keys(cached: torch.Tensor, width: int, window: int | None) -> torch.Tensor:
+    """(batch, 1, 1, width + 1) bool: what each example's next token attends to in one layer.
+
+    Row i holds example i's ``cached[i]`` cached keys at indices 0.., the last of them one position before
+    the new token, then padding up to ``width``, then the new token itself at index ``width``. A cached key
+    at index j lies ``cached[i] - j`` positions before the new token; a sliding window of w keeps those
+    less than w positions back (the model's rule: kv_position > q_position - w).
+    """
+    j = torch.arange(width + 1).view(1, -1)                     # (1, width + 1)
+    back = cached.view(-1, 1) - j                                # (batch, width + 1): positions back
+    seen = (j < cached.view(-1, 1))
+    if window is not None:
+        seen = seen & (back < window)
+    seen[:, width] = True
+    return seen[:, None, None, :]
+
+
+def _model_mask(seen: torch.Tensor, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+    """A bool mask in the form the attention implementation takes: sdpa bool, eager additive."""
+    if implementation == "sdpa":
+        return seen
+    if implementation == "eager":
+        return torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)
+    raise CCAError(f"a batched next-token forward needs an attention mask, which the '{implementation}' "
+                   "attention implementation does not take: set dcm.step to per_example")
+
+
+def _padded(tensors: Sequence[torch.Tensor | None], width: int, like: torch.Tensor) -> torch.Tensor:
+    """(batch, kv_heads, width, head_dim): each (1, kv_heads, n_i, head_dim) right-padded with zeros."""
+    out = like.new_zeros((len(tensors), like.shape[1], width, like.shape[3]))
+    for i, t in enumerate(tensors):
+        if t is not None and t.shape[-2]:
+            out[i, :, :t.shape[-2]] = t[0]
+    return out
+
+
+def next_token_inputs(model, caches: Sequence, lengths: Sequence[int], ids: Sequence[int]) -> dict:
+    """Decoder inputs for one forward of a batch's next tokens, each on top of its own cache.
+
+    ``caches[i]`` (a batch of one, or None) holds the states of example i's first ``lengths[i]`` tokens (a
+    sliding-window layer only the last of them); ``ids[i]`` is its next token, at position ``lengths[i]``.
+    Per layer the caches are right-padded to the batch's longest, and the mask lets each next token see its
+    own cached keys (within the layer's window) and itself, never the padding: the result equals a forward
+    per example. Layers of one type (``config.layer_types``) cache alike and so share a mask; a config
+    without layer types has a single kind of layer.
+    """
+    device = input_device(model)
+    inputs = dict(input_ids=torch.tensor([[t] for t in ids], device=device), use_cache=True,
+                  position_ids=torch.tensor([[n] for n in lengths], device=device))
+    template = next((c for c in caches if c is not None), None)
+    if template is None:                      # no example has a past: each token attends to itself only
+        return inputs
+    cache = cache_view(template)
+    for l, layer in enumerate(cache.layers):
+        width = max(_cached_tokens(c, l) for c in caches)
+        layer.keys = _padded([c.layers[l].keys if c is not None else None for c in caches], width, layer.keys)
+        layer.values = _padded([c.layers[l].values if c is not None else None for c in caches], width,
+                               layer.values)
+    config = text_config(model.config)
+
+    def mask(l: int) -> torch.Tensor:
+        keys = cache.layers[l].keys
+        cached = torch.tensor([_cached_tokens(c, l) for c in caches])
+        seen = visible_keys(cached, keys.shape[-2], _window(template.layers[l]))
+        return _model_mask(seen, config._attn_implementation, keys.dtype).to(keys.device)
+
+    types = getattr(config, "layer_types", None)
+    if types is None:
+        inputs.update(past_key_values=cache, attention_mask=mask(0))
+    else:
+        first = {}
+        for l, kind in enumerate(types[:len(cache.layers)]):
+            first.setdefault(kind, l)
+        inputs.update(past_key_values=cache, attention_mask={kind: mask(l) for kind, l in first.items()})
+    return inputs

@@ -12,6 +12,7 @@ rule dcm_mask:
         history=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.history.parquet",
         heads=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.heads.png",
         neurons=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.neurons.png",
+        selected=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.selected.png",
     params:
         settings=stage_params(MaskSettings),
     threads: group_threads("dcm")

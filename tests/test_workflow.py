@@ -133,7 +133,7 @@ def test_no_controls_plan_no_control_job(workdir, tmp_path):
     counts = job_counts(proc.stdout + proc.stderr)
     assert not {"random_mask", "random_update", "body_update"} & set(counts)
     assert counts["targeted_update"] == counts["full_update"] == 4 and counts["evaluate_math"] == 10
-    assert counts["evaluate_general"] == 5 and counts["total"] == 49
+    assert counts["evaluate_general"] == 5 and counts["total"] == 50   # base_accuracy: one job per seed
     assert "/random/" not in proc.stdout and "/body/" not in proc.stdout
 
 

@@ -211,8 +211,8 @@ def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
                    for i, w in enumerate(["x", "y", "z"])]
     assert tok.decode(completions[1]).strip().endswith("The final answer is 1.")
     vals = iter([0.1, 0.3])
-    rows, epoch, state = train_lora(pm, prompts, completions, s, 5e-3, lambda e: next(vals), seed=0)
-    assert epoch == 2 and state and all("lora_" in k for k in state)
+    rows, best_at, state = train_lora(pm, prompts, completions, s, 5e-3, lambda e: next(vals), seed=0)
+    assert best_at == (2, 4) and state and all("lora_" in k for k in state)   # 2 steps an epoch
     assert [r["val_accuracy"] for r in rows if r["val_accuracy"] is not None] == [0.1, 0.3]
     assert rows[-1]["loss"] < rows[0]["loss"]
     ids = torch.tensor([prompts[0]])
@@ -223,6 +223,28 @@ def test_lora_trains_only_adapters_and_merges_into_a_plain_model():
     assert torch.allclose(adapted, merged_logits, atol=1e-5)
     changed = [k for k, v in plain.state_dict().items() if not torch.equal(v, before[k])]
     assert changed and all(any(t in k for t in ("q_proj", "v_proj", "up_proj")) for k in changed)
+
+
+def test_lora_validates_every_n_steps_with_the_papers_decay_and_clipping(monkeypatch):
+    from cca.update.lora import add_lora, evaluation_steps, train_lora
+    from cca.models.tiny import build_tiny_model
+
+    assert evaluation_steps(3, 2, None) == {3, 6} and evaluation_steps(3, 2, 4) == {4, 6}
+    model, tok = build_tiny_model("llama", seed=0)
+    s = lora_config(targets=["q_proj"], epochs=2, batch_size=1, warmup_steps=0, eval_every=3, max_grad_norm=0.5,
+                    weight_decay=0.05)
+    clipped, decays = [], []
+    real_clip, real_adamw = torch.nn.utils.clip_grad_norm_, torch.optim.AdamW
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, n: clipped.append(n) or real_clip(p, n))
+    monkeypatch.setattr(torch.optim, "AdamW", lambda p, **kw: decays.append(kw["weight_decay"]) or real_adamw(p, **kw))
+    pm = add_lora(model, s)
+    prompts = [tok("Q: one\nA:")["input_ids"], tok("Q: two\nA:")["input_ids"]]
+    completions = [tok(" 1\n", add_special_tokens=False)["input_ids"]] * 2
+    looked = []
+    rows, best_at, _ = train_lora(pm, prompts, completions, s, 1e-3, lambda step: looked.append(step) or 0.5, seed=0)
+    assert looked == [3, 4] and best_at == (2, 3)      # 4 steps: every 3rd and the last; ties keep the first
+    assert clipped == [0.5] * 4 and decays == [0.05]
+    assert [r["step"] for r in rows if r["val_accuracy"] is not None] == [3, 4]
 
 
 def test_saved_adapter_config_does_not_depend_on_set_order(tmp_path):

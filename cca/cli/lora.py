@@ -75,7 +75,7 @@ def lora(args) -> None:
         print(f"base model: val accuracy {base['template_mean']:.3f} (mean per template)")
         base_row = {"config": "base", "lr": None, "epoch": 0, "step": 0, "loss": None,
                     "val_accuracy": base["template_mean"]}
-        start = {"config": "base", "lr": None, "epoch": 0, "val_accuracy": base["template_mean"]}
+        start = {"config": "base", "lr": None, "epoch": 0, "step": 0, "val_accuracy": base["template_mean"]}
         runs = LoRARuns(model, prompts, completions, cfg, validator, args.seed)
         rows, best, best_state = choose(start, runs)
         model = runs.model
@@ -99,10 +99,12 @@ def lora(args) -> None:
                "trainable_parameters": trainable, "total_parameters": total,
                "trainable_percent": 100.0 * trainable / total, "lrs": list(cfg.lrs), "epochs": cfg.epochs,
                "settings": {"r": cfg.r, "alpha": cfg.alpha, "dropout": cfg.dropout, "targets": cfg.targets,
-                            "batch_size": cfg.batch_size, "warmup_steps": cfg.warmup_steps},
+                            "batch_size": cfg.batch_size, "warmup_steps": cfg.warmup_steps,
+                            "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+                            "eval_every": cfg.eval_every},
                "seconds": round(seconds, 1)}
     write_json(summary, args.out)   # last: the rule's main output marks completion
-    print(f"lora: chose {best['config']} epoch {best['epoch']} (val {best['val_accuracy']:.3f}; base "
+    print(f"lora: chose {best['config']} step {best['step']} (epoch {best['epoch']}; val {best['val_accuracy']:.3f}; base "
           f"{base['template_mean']:.3f}); {trainable:,} trainable parameters ({summary['trainable_percent']:.2f}%), "
           f"{seconds:.0f}s -> {outdir}")
 

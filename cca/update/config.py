@@ -33,5 +33,8 @@ class LoRAConfig(Settings):
     epochs: int
     batch_size: int
     warmup_steps: int               # linear warm-up, then cosine decay
+    weight_decay: float             # AdamW's
+    max_grad_norm: float            # gradients clipped to this L2 norm before each step
+    eval_every: int | None          # validation every this many steps and after the last (None: after each epoch)
     max_examples: int | None        # a fixed random subset of at most this many train instances (None: all)
     micro_batch: int                # examples per forward/backward within a batch (memory only)

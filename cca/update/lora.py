@@ -65,11 +65,20 @@ def adapter_state(peft_model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in peft_model.state_dict().items() if "lora_" in k}
 
 
-def train_lora(peft_model, prompts, completions, s: LoRAConfig, lr: float, evaluate, seed: int = 0,
-               progress: bool = False, label: str = ""):
-    """Fine-tune the adapters; ``evaluate()`` (validation accuracy) after each epoch.
+def evaluation_steps(steps_per_epoch: int, epochs: int, every: int | None) -> set[int]:
+    """The steps after which LoRA validates: every ``every`` steps and after the last (None: after each epoch)."""
+    total = steps_per_epoch * epochs
+    if every is None:
+        return {steps_per_epoch * e for e in range(1, epochs + 1)}
+    return set(range(every, total + 1, every)) | {total}
 
-    Returns (curve rows, best epoch or 0, adapter state of the best epoch or None).
+
+def train_lora(peft_model, prompts, completions, s: LoRAConfig, lr: float, evaluate, seed: int,
+               progress: bool = False, label: str = ""):
+    """Fine-tune the adapters with AdamW (``s.weight_decay``), gradients clipped to ``s.max_grad_norm``;
+    ``evaluate(step)`` (validation accuracy) at ``evaluation_steps``.
+
+    Returns (curve rows, (epoch, step) of the best validation, adapter state there).
     """
     from transformers import get_cosine_schedule_with_warmup
 
@@ -79,12 +88,13 @@ def train_lora(peft_model, prompts, completions, s: LoRAConfig, lr: float, evalu
     if n == 0:
         raise CCAError("LoRA baseline: no training examples")
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=s.weight_decay)
     steps_per_epoch = -(-n // s.batch_size)
+    look_at = evaluation_steps(steps_per_epoch, s.epochs, s.eval_every)
     sched = get_cosine_schedule_with_warmup(opt, s.warmup_steps, steps_per_epoch * s.epochs)
     gen = torch.Generator().manual_seed(seed)
     base = peft_model.get_base_model()
-    rows, best_epoch, best_value, best_state = [], 0, None, None
+    rows, best_at, best_value, best_state = [], (0, 0), None, None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -101,6 +111,7 @@ def train_lora(peft_model, prompts, completions, s: LoRAConfig, lr: float, evalu
             loss = float(nll.sum() / sum(len(completions[i]) for i in idx))
             if not torch.isfinite(torch.tensor(loss)):
                 raise CCAError(f"LoRA {label}: loss became {loss} at step {step + 1}: lower lora.lrs")
+            torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
             opt.step()
             sched.step()
             step += 1
@@ -109,12 +120,13 @@ def train_lora(peft_model, prompts, completions, s: LoRAConfig, lr: float, evalu
             if bar:
                 bar.set_postfix(loss=f"{loss:.3f}")
                 bar.update(1)
-        peft_model.eval()
-        value = evaluate(epoch)
-        rows[-1]["val_accuracy"] = value
-        if best_value is None or value > best_value:
-            best_epoch, best_value, best_state = epoch, value, adapter_state(peft_model)
+            if step in look_at:
+                peft_model.eval()
+                value = evaluate(step)
+                rows[-1]["val_accuracy"] = value
+                if best_value is None or value > best_value:
+                    best_at, best_value, best_state = (epoch, step), value, adapter_state(peft_model)
     if bar:
         bar.close()
     peft_model.eval()
-    return rows, best_epoch, best_state
+    return rows, best_at, best_state

@@ -132,11 +132,11 @@ class LoRARuns:
             def write(directory, pm=peft_model):
                 copy.deepcopy(pm).merge_and_unload().save_pretrained(directory)
 
-            curve, epoch, state = train_lora(peft_model, self.prompts, self.completions, self.config, lr,
+            curve, (epoch, step), state = train_lora(peft_model, self.prompts, self.completions, self.config, lr,
                                              lambda e: self.validator(write)["template_mean"], seed=self.seed,
                                              progress=True, label=label)
             rows = [{"config": label, "lr": lr, **r} for r in curve]
             value = max(r["val_accuracy"] for r in curve if r["val_accuracy"] is not None)
-            print(f"{label}: best val accuracy {value:.3f} at epoch {epoch}")
-            yield {"config": label, "lr": lr, "epoch": epoch, "val_accuracy": value}, rows, state
+            print(f"{label}: best val accuracy {value:.3f} at step {step} (epoch {epoch})")
+            yield {"config": label, "lr": lr, "epoch": epoch, "step": step, "val_accuracy": value}, rows, state
             self.model = peft_model.unload()

@@ -292,3 +292,29 @@ def test_table_and_report_leave_configurations_without_general_evaluation_empty(
     report = render_report("m", table, settings, tmp_path, [0])
     line = next(ln for ln in report.splitlines() if ln.startswith("| CCA prefix, w/o mask") and "evaluated" in ln)
     assert "not evaluated" in line
+    scored = next(ln for ln in report.splitlines() if ln.startswith("| CCA prefix, w/ mask |") and "+25.0" in ln)
+    lo, hi = row.loc["cca-prefix-mask", ["arc_challenge_delta_lo", "arc_challenge_delta_hi"]]
+    assert f"+-{(hi - lo) / 2:.1f}" in scored      # the interval's half-width next to the delta
+
+
+def test_jaccard_overlap_of_masks_and_the_report_section(tmp_path):
+    import torch
+
+    from cca.circuits.mask_file import save_mask
+    from cca.circuits.overlap import jaccard, mean_pairwise_jaccard
+    from cca.evaluate.report import mask_overlaps
+
+    a = {"layers.0.q": torch.tensor([1, 1, 0, 0], dtype=torch.bool), "layers.0.mlp": torch.tensor([1, 0, 0])}
+    b = {"layers.0.q": torch.tensor([0, 1, 1, 0], dtype=torch.bool), "layers.0.mlp": torch.tensor([1, 0, 1])}
+    a["layers.0.mlp"], b["layers.0.mlp"] = a["layers.0.mlp"].bool(), b["layers.0.mlp"].bool()
+    assert jaccard(a, b) == pytest.approx(2 / 5) and jaccard(a, a) == 1.0
+    assert mean_pairwise_jaccard([a, b, a]) == pytest.approx((0.4 + 1.0 + 0.4) / 3)
+    assert mean_pairwise_jaccard([a]) is None
+    with pytest.raises(ValueError, match="different component sites"):
+        jaccard(a, {"layers.0.q": a["layers.0.q"]})
+    for seed, method, m in ((0, "prefix", a), (0, "branching", b), (1, "prefix", b)):
+        d = tmp_path / f"seed{seed}" / method / "masks"
+        d.mkdir(parents=True)
+        save_mask(d / "lambda0.01.safetensors", {k: v.float() for k, v in m.items()}, m, {"lambda": 0.01})
+    rows = {r["between"]: r["jaccard"] for r in mask_overlaps(tmp_path, [0, 1], ["prefix", "branching"])}
+    assert rows == {"prefix / branching, seed 0": pytest.approx(0.4), "prefix, seeds [0, 1]": pytest.approx(0.4)}

@@ -1,6 +1,7 @@
 """results/<model>/report.md: the table rendered, the figures, and the paper's numbers beside ours."""
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
@@ -54,10 +55,37 @@ def _general_rows(table: pd.DataFrame, benches: list[str]) -> list[str]:
             else:
                 flag = " **" + ("gain" if r[f"{b}_delta_lo"] > 0 else "regression") + "**" \
                     if (r[f"{b}_delta_lo"] > 0 or r[f"{b}_delta_hi"] < 0) else ""
+                half = (r[f"{b}_delta_hi"] - r[f"{b}_delta_lo"]) / 2
                 cells.append(f"{r[b]:.1f} ({r[f'{b}_delta']:+.1f} [{r[f'{b}_delta_lo']:+.1f}, "
-                             f"{r[f'{b}_delta_hi']:+.1f}]){flag}")
+                             f"{r[f'{b}_delta_hi']:+.1f}], +-{half:.1f}){flag}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def mask_overlaps(root: Path, seeds: list[int], methods: list[str]) -> list[dict]:
+    """Per lambda: the Jaccard overlap of the DCM masks between methods on each seed, and across seeds for
+    each method (the mean over pairs of seeds), from ``seed<S>/<method>/masks/lambda<L>.safetensors``."""
+    from cca.circuits.mask_file import load_mask
+    from cca.circuits.overlap import jaccard, mean_pairwise_jaccard
+
+    files = {(s, m): {p.name.removesuffix(".safetensors"): p
+                      for p in (root / f"seed{s}" / m / "masks").glob("lambda*.safetensors")}
+             for s in seeds for m in methods}
+    lams = sorted({lam for f in files.values() for lam in f}, key=lambda n: float(n.removeprefix("lambda")))
+    rows = []
+    for lam in lams:
+        masks = {k: load_mask(f[lam])[0] for k, f in files.items() if lam in f}
+        for s in seeds:
+            for a, b in combinations(methods, 2):
+                if (s, a) in masks and (s, b) in masks:
+                    rows.append({"lambda": lam.removeprefix("lambda"), "between": f"{a} / {b}, seed {s}",
+                                 "jaccard": jaccard(masks[(s, a)], masks[(s, b)])})
+        for m in methods:
+            across = mean_pairwise_jaccard([masks[(s, m)] for s in seeds if (s, m) in masks])
+            if across is not None:
+                rows.append({"lambda": lam.removeprefix("lambda"), "between": f"{m}, seeds {seeds}",
+                             "jaccard": across})
+    return rows
 
 
 def _gradient_rows(shares: list[dict]) -> list[str]:
@@ -95,9 +123,17 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
     if benches:
         out += ["", "## General abilities (the paper's Table 2)", "",
                 f"Scores x100 on the configured subsample (seeds {general_seeds}); in brackets the difference to "
-                "the original in points with its paired bootstrap 95% interval. A difference is called a gain or "
-                "a regression only when the interval excludes zero.", ""]
+                "the original in points with its paired bootstrap 95% interval and the interval's half-width (+-: "
+                "about the smallest change this subsample can detect). A difference is called a gain or a "
+                "regression only when the interval excludes zero.", ""]
         out += _general_rows(table, benches)
+    overlaps = mask_overlaps(root, settings["seeds"], settings["localization"]["methods"])
+    if overlaps:
+        out += ["", "## Mask stability", "",
+                "Jaccard overlap of the selected components (|A and B| / |A or B|) of the DCM masks of one lambda: "
+                "between the localization methods on one seed, and across seeds for one method (mean over pairs).",
+                "", "| lambda | between | Jaccard |", "|---|---|---|"]
+        out += [f"| {r['lambda']} | {r['between']} | {r['jaccard']:.3f} |" for r in overlaps]
     paper = PAPER_TABLE1.get(model)
     out += ["", "## The paper's numbers for this model", ""]
     if paper:

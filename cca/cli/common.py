@@ -67,6 +67,16 @@ def shard_fingerprint(settings: dict, checkpoint, inputs, *extra) -> str:
     return _fingerprint(settings, files, digests, *extra)
 
 
+def open_validator(args, generation, eval_dtype: str, model, tokenizer):
+    """The validator of an update or LoRA job: the val split (``--splits``) of the greedy traces (``--greedy``),
+    weights for vLLM written next to ``--out``."""
+    from cca.io import read_parquet
+    from cca.update.validation import Validator, validation_rows
+
+    val = validation_rows(read_parquet(args.greedy), read_parquet(args.splits), args.splits)
+    return Validator(val, generation, eval_dtype, args.checkpoint, model, tokenizer, Path(args.out).parent)
+
+
 def add_paths(parser, *names: str) -> None:
     """Required path options (``--checkpoint``, ``--out`` ...)."""
     for name in names:

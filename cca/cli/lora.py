@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cca.cli.common import add_paths, torch_threads
+from cca.cli.common import add_paths, open_validator, torch_threads
 from cca.errors import CCAError
 from cca.settings import Settings, placement
 from cca.tasks.config import TaskConfig
@@ -51,7 +51,7 @@ def lora(args) -> None:
     from cca.traces.build import prompt_texts, tokenize_prompts
     from cca.update.lora import add_lora, save_adapter, solution_completion
     from cca.update.sweep import LoRARuns, choose
-    from cca.update.validation import Validator, load_trained_model, validation_rows
+    from cca.update.validation import load_trained_model
 
     torch_threads()
     st = LoRASettings.from_json(args.settings)
@@ -67,8 +67,7 @@ def lora(args) -> None:
     completions = [tokenizer(solution_completion(t), add_special_tokens=False)["input_ids"]
                    for t in train["solution"]]
     outdir = Path(args.out).parent
-    val = validation_rows(read_parquet(args.greedy), read_parquet(args.splits), args.splits)
-    validator = Validator(val, st.generation, st.eval_dtype, args.checkpoint, model, tokenizer, outdir)
+    validator = open_validator(args, st.generation, st.eval_dtype, model, tokenizer)
     t0 = time.perf_counter()
     try:
         base = validator(None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cca.cli.common import add_paths, torch_threads
+from cca.cli.common import add_paths, open_validator, torch_threads
 from cca.errors import CCAError
 from cca.settings import Settings, placement
 from cca.traces.config import GenerationConfig
@@ -85,7 +85,7 @@ def update(args) -> None:
     from cca.update.row_delta import load_delta, merged
     from cca.update.sweep import choose, update_runs
     from cca.update.targeted import Examples
-    from cca.update.validation import Validator, host_copy, load_trained_model, validation_rows
+    from cca.update.validation import host_copy, load_trained_model
 
     torch_threads()
     st = UpdateSettings.from_json(args.settings)
@@ -106,8 +106,7 @@ def update(args) -> None:
     frozen, whole = (frozenset(), {}) if variant.mask else whole_weights(model, ex, variant, u.micro_batch)
     base_state = None if variant.mask else host_copy(model)
     outdir = Path(args.out).parent
-    val = validation_rows(read_parquet(args.greedy), read_parquet(args.splits), args.splits)
-    validator = Validator(val, st.generation, u.eval_dtype, args.checkpoint, model, tokenizer, outdir)
+    validator = open_validator(args, st.generation, u.eval_dtype, model, tokenizer)
     t0 = time.perf_counter()
     try:
         base = validator(None)

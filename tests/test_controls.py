@@ -92,6 +92,24 @@ def tiny_models():
             "llama-untied": _untied_llama()}
 
 
+def test_base_candidate_false_keeps_the_best_updated_model_even_below_the_base():
+    from cca.update.sweep import choose
+
+    base = {"config": "base", "val_accuracy": 0.5}
+    runs = lambda: iter([({"config": "lr0.1", "val_accuracy": 0.2}, [{"row": 1}], "s1"),
+                         ({"config": "lr0.01", "val_accuracy": 0.4}, [{"row": 2}], "s2"),
+                         ({"config": "lr0.001", "val_accuracy": None}, [], None)])
+    rows, best, state = choose(base, runs())
+    assert best["config"] == "base" and state is None and rows == [{"row": 1}, {"row": 2}]
+    _, best, state = choose(base, runs(), base_candidate=False)
+    assert best["config"] == "lr0.01" and state == "s2"
+    tie = iter([({"config": "a", "val_accuracy": 0.5}, [], "sa"), ({"config": "b", "val_accuracy": 0.5}, [], "sb")])
+    _, best, state = choose(base, tie, base_candidate=False)
+    assert state == "sa"                                    # the first on a tie, as with the base model
+    _, best, state = choose(base, iter([]), base_candidate=False)
+    assert best["config"] == "base" and state is None       # nothing validated: the base model
+
+
 def test_parameter_groups_find_embedding_head_and_norms_from_the_modules(tiny_models):
     from cca.models.parameter_groups import parameter_groups
 
@@ -238,3 +256,83 @@ def test_report_labels_the_controls_and_shows_the_gradient_shares(tmp_path):
     assert rows == ["| CCA prefix, w/ mask", "| CCA prefix, w/o mask", "| CCA prefix, random mask",
                     "| CCA prefix, w/o mask, body only"]
     assert "| prefix | 0 | 50.0 | 1.0 | 30.0 | 19.0 | 0.0 |" in report
+
+
+class _Looks(_Steps):
+    """Validation that prefers each candidate's later looks (two looks a candidate)."""
+
+    def __call__(self, write):
+        self.calls += 1
+        return {"template_mean": float((self.calls - 1) % 2 + 1), "mean": 0.0}
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_a_stopped_sweep_resumes_at_its_first_unfinished_candidate(tiny_models, tmp_path, masked):
+    """Candidates kept by a job that stopped part way are taken as they were, not trained again; another
+    fingerprint (other settings or data) takes none of them."""
+    from cca.config import profile_section
+    from cca.models.components import component_map
+    from cca.update.candidates import CandidateStore
+    from cca.update.config import UpdateConfig
+    from cca.update.sweep import update_runs
+    from cca.update.validation import host_copy
+
+    model = tiny_models["llama"]
+    cmap = component_map(model)
+    masks = [(0.1, _source_mask())] if masked else []
+    config = UpdateConfig.from_dict(profile_section("update", {"lrs": [0.5, 0.05], "steps": 2, "eval_steps": [1, 2]}))
+    base = None if masked else host_copy(model)
+    ex = _examples(model)
+
+    def sweep(store, validator):
+        return list(update_runs(model, cmap, ex, masks, config, validator, base, frozenset(), store))
+
+    whole = sweep(None, _Looks())
+    store = CandidateStore(tmp_path / ".candidates", "fingerprint-a")
+    stopped = update_runs(model, cmap, ex, masks, config, _Looks(), base, frozenset(), store)
+    first = next(stopped)       # the job stops after its first candidate
+    stopped.close()
+    validator = _Looks()
+    resumed = sweep(store, validator)
+    assert validator.calls == 2                          # only the second lr was trained (2 looks)
+    assert resumed[0][0] == first[0] and resumed[0][1] == first[1]
+    for (rec, rows, state), (rec2, rows2, state2) in zip(whole, resumed):
+        assert rec == rec2 and rows == rows2
+        a, b = (state[0], state2[0]) if masked else (state, state2)
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+        if masked:
+            assert state[1] == state2[1]
+    other = _Looks()
+    sweep(CandidateStore(tmp_path / ".candidates", "fingerprint-b"), other)
+    assert other.calls == 4
+    store.clear()
+    assert not (tmp_path / ".candidates").exists()
+
+
+def test_the_first_seeds_choice_is_its_chosen_candidate_or_its_best_validated_one():
+    from types import SimpleNamespace
+
+    from cca.cli.update import only_choice
+    from cca.layout import VARIANTS
+    from cca.config import profile_section
+    from cca.update.config import UpdateConfig
+    from cca.update.sweep import chosen_candidate
+
+    curve = [{"config": "base", "lambda": None, "lr": None, "val_accuracy": 0.5},
+             {"config": "a", "lambda": 0.1, "lr": 1e-4, "val_accuracy": 0.4},
+             {"config": "b", "lambda": 0.05, "lr": 3e-5, "val_accuracy": 0.45},
+             {"config": "c", "lambda": 0.05, "lr": 1e-5, "val_accuracy": 0.45}]
+    assert chosen_candidate({"config": "a", "lambda": 0.1, "lr": 1e-4}, curve) == (0.1, 1e-4)
+    assert chosen_candidate({"config": "base", "lambda": None, "lr": None}, curve) == (0.05, 3e-5)
+    nomask = [{"config": "base", "lr": None, "val_accuracy": 0.5}, {"config": "lr=0.001", "lr": 1e-3, "val_accuracy": 0.1}]
+    assert chosen_candidate({"config": "base"}, nomask) == (None, 1e-3)
+    with pytest.raises(CCAError, match="validated no candidate"):
+        chosen_candidate({"config": "base"}, curve[:1])
+    config = UpdateConfig.from_dict(profile_section("update", {"lrs": [1e-5, 3e-5, 1e-4], "steps": 2, "eval_steps": [2]}))
+    masks = [(0.1, "m1", {}), (0.05, "m2", {})]
+    kept, cfg = only_choice(masks, config, (0.05, 3e-5), VARIANTS["mask"], "seed0/update.json")
+    assert kept == [(0.05, "m2", {})] and cfg.lrs == [3e-5] and cfg.steps == 2
+    kept, cfg = only_choice([], config, (None, 1e-4), VARIANTS["nomask"], "x")
+    assert kept == [] and cfg.lrs == [1e-4]
+    with pytest.raises(CCAError, match="lambda 0.01"):
+        only_choice(masks, config, (0.01, 1e-5), VARIANTS["mask"], "seed0/update.json")

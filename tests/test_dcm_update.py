@@ -82,6 +82,22 @@ def test_dcm_large_lambda_drives_masks_to_zero_and_early_stops(llama):
         p.requires_grad_(True)
 
 
+def test_early_stop_from_start_stops_with_everything_selected_as_the_reference_does(llama):
+    cmap = component_map(llama)
+    ex = _examples(llama, n=4)
+    cfg = dict(lr=0.01, epochs=5, batch_size=2, early_stop_fraction=0.5)
+    ours = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired, dcm_config(**cfg), lam=0.01, seed=0)
+    reference = train_mask(llama, cmap, ex.prefixes, ex.desired, ex.undesired,
+                           dcm_config(**cfg, early_stop_from="start"), lam=0.01, seed=0)
+    # every mask starts at 1 and moves ~lr a step: flat from the first step, so counted from the start the
+    # rule stops after its patience (one step here) with every component still selected
+    assert reference.stopped_early and len(reference.history) == 1
+    assert reference.n_selected == reference.n_total
+    assert not ours.stopped_early and len(ours.history) == 5 * 2
+    for p in llama.parameters():
+        p.requires_grad_(True)
+
+
 def _uneven_examples(model, seed=0):
     """Prefixes on both sides of the tiny Gemma models' sliding window (256), one with nothing of its own
     before its last token (its cache is the shared prompt's)."""

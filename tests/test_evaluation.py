@@ -318,3 +318,54 @@ def test_jaccard_overlap_of_masks_and_the_report_section(tmp_path):
         save_mask(d / "lambda0.01.safetensors", {k: v.float() for k, v in m.items()}, m, {"lambda": 0.01})
     rows = {r["between"]: r["jaccard"] for r in mask_overlaps(tmp_path, [0, 1], ["prefix", "branching"])}
     assert rows == {"prefix / branching, seed 0": pytest.approx(0.4), "prefix, seeds [0, 1]": pytest.approx(0.4)}
+
+
+def test_lambda_sweep_table_reads_sizes_by_kind_and_the_best_validation_per_lambda():
+    from cca.evaluate.study import lambda_sweep_table
+
+    counts = pd.DataFrame({"layer": [0, 0, 0, 0], "kind": ["q", "k", "v", "mlp"], "selected": [2, 0, 1, 5],
+                           "total": [4, 2, 2, 100]})
+    masks = [{"method": "prefix", "seed": 0, "lambda": lam, "counts": counts,
+              "meta": {"percent": pct, "sum_lr_lambda": 0.3, "epochs_run": 7, "stopped_early": True}}
+             for lam, pct in ((0.1, 7.4), (0.01, 20.0))]
+    curve = pd.DataFrame({"config": ["base", "a", "a", "b", "c"], "lambda": [None, 0.1, 0.1, 0.1, 0.01],
+                          "lr": [None, 1e-4, 1e-4, 1e-5, 1e-4], "step": [0, 2, 4, 2, 2],
+                          "val_accuracy": [0.30, 0.35, 0.40, 0.20, None]})
+    sweep = lambda_sweep_table(masks, {("prefix", 0): curve})
+    top = sweep[sweep["lambda"] == 0.1].iloc[0]
+    assert (top.heads_selected, top.heads_total, top.neurons_selected) == (3, 8, 5)
+    assert top.percent_heads == pytest.approx(37.5) and top.percent_neurons == pytest.approx(5.0)
+    assert top.val_gain == pytest.approx(10.0) and (top.best_lr, top.best_step) == (1e-4, 4)
+    assert pd.isna(sweep[sweep["lambda"] == 0.01].iloc[0].val_gain)     # never validated
+    assert list(lambda_sweep_table(masks, {})["val_gain"].isna()) == [True, True]   # no update yet
+
+
+def test_findings_say_gain_and_whether_the_dcm_mask_beats_the_random_one():
+    from cca.evaluate.study import findings
+
+    table = pd.DataFrame([
+        {"configuration": "cca-prefix-mask", "percent_components": 1.2, "seeds": 3, "updated_seeds": 3,
+         "test_delta": 4.0, "test_delta_lo": 1.0, "test_delta_hi": 7.0},
+        {"configuration": "cca-branching-mask", "percent_components": 3.5, "seeds": 3, "updated_seeds": 1,
+         "test_delta": 0.5, "test_delta_lo": -2.0, "test_delta_hi": 3.0},
+        {"configuration": "cca-branching-random", "percent_components": 3.5, "seeds": 3, "updated_seeds": 1,
+         "test_delta": 0.0, "test_delta_lo": -1.0, "test_delta_hi": 1.0}])
+    lines = findings(table, {"prefix": {"diff": 3.0, "lo": 0.5, "hi": 5.5},
+                             "branching": {"diff": 0.5, "lo": -1.5, "hi": 2.5}})
+    assert len(lines) == 2
+    assert "**gains**" in lines[0] and "1.20% of components (at most 2%" in lines[0]
+    assert "beats the random mask" in lines[0]
+    assert "no detectable change" in lines[1] and "more than 2%" in lines[1] and "1 of 3 seeds" in lines[1]
+    assert "not distinguishable from the random mask" in lines[1]
+    assert "No random-mask control" in findings(table, {})[0]
+
+
+def test_deviations_list_each_default_against_the_reference():
+    from cca.config import model_settings, load_config
+    from cca.evaluate.study import deviations
+
+    cfg = load_config("config.yaml")
+    rows = {d["setting"]: d for d in deviations(model_settings(cfg, "gemma-3-270m"))}
+    assert rows["dcm.early_stop_from"]["value"] == "half_selected" and not rows["dcm.early_stop_from"]["as_reference"]
+    assert rows["update.base_candidate"]["value"] is True and rows["update.base_candidate"]["reference"] is False
+    assert rows["template_filter.instances"]["value"] == "train"

@@ -137,6 +137,54 @@ def test_no_controls_plan_no_control_job(workdir, tmp_path):
     assert "/random/" not in proc.stdout and "/body/" not in proc.stdout
 
 
+def test_shared_seed_data_runs_stage_one_once_and_trains_every_seed_on_it(workdir, tmp_path):
+    """seed_data: shared: seed 1 reads seed 0's split and Error-Localization datasets; only the training
+    (DCM, updates, LoRA) and the evaluations run per seed."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["seed_data"] = "shared"
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "results/tiny-llama/table.csv", "--configfile", str(changed))
+    jobs = planned(proc.stdout + proc.stderr)
+    base = "results/tiny-llama"
+    per_rule = {}
+    for j in jobs:
+        per_rule.setdefault(j["rule"], []).append(j)
+    for rule in ("splits", "base_accuracy", "opposite_traces"):
+        assert len(per_rule[rule]) == 1 and "seed=0" in per_rule[rule][0]["wildcards"], rule
+    assert len(per_rule["error_localization"]) == 2
+    assert len(per_rule["dcm_mask"]) == 2 * 2 * 2 and len(per_rule["lora_baseline"]) == 2
+    for j in per_rule["dcm_mask"] + per_rule["targeted_update"] + per_rule["body_update"]:
+        method = next(w for w in j["wildcards"] if w.startswith("method=")).removeprefix("method=")
+        assert f"{base}/seed0/error_localization_{method}.parquet" in j["input"]
+    seed1 = [j for j in jobs if "seed=1" in j["wildcards"]]
+    assert seed1 and all(f"{base}/splits/seed1.parquet" not in j["input"] for j in seed1)
+    assert any(f"{base}/seed1/branching/mask/update.json" in j["output"] for j in seed1)
+
+
+def test_sweep_on_the_first_seed_gives_the_other_seeds_its_choice(workdir, tmp_path):
+    """sweep_seeds: first: seed 1's updates and LoRA read seed 0's update.json and curve of the same
+    variant and say so on their command line; seed 0's jobs sweep as before."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["profiles"]["tiny"]["sweep_seeds"] = "first"
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "-p", "results/tiny-llama/table.csv", "--configfile", str(changed))
+    out = proc.stdout + proc.stderr
+    jobs = planned(out)
+    base = "results/tiny-llama"
+    rules = ("targeted_update", "full_update", "random_update", "body_update", "lora_baseline")
+    for j in [j for j in jobs if j["rule"] in rules]:
+        seed = next(w for w in j["wildcards"] if w.startswith("seed=")).removeprefix("seed=")
+        folder = j["output"][0].rsplit("/", 1)[0].replace(f"/seed{seed}/", "/seed0/")
+        sweep = {f"{folder}/update.json", f"{folder}/curve.parquet"}
+        if seed == "0":
+            assert not sweep & set(j["input"]), j
+        else:
+            assert sweep <= set(j["input"]), j
+    assert out.count("--sweep ") == len([j for j in jobs if j["rule"] in rules and "seed=1" in j["wildcards"]]) == 9
+
+
 def test_general_configurations_pick_which_models_get_the_general_evaluation(workdir, tmp_path):
     """general.configurations narrows the general evaluation (the original always), and changing it
     re-runs no evaluation that stays (only which ones exist, and the table)."""
@@ -270,6 +318,8 @@ def test_bisect_points_do_not_touch_the_exact_scan(workdir, tmp_path):
 
 def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
     """table.csv for the trained tiny model: every cell a number computed from the run artifacts."""
+    from cca.circuits.mask_file import load_mask
+
     base = workdir / "results/tiny-gsm"
     snakemake(workdir, "--cores", "2", "results/tiny-gsm/table.csv", timeout=1800)
     table = pd.read_csv(base / "table.csv").set_index("configuration")
@@ -305,6 +355,21 @@ def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
     assert update["base_val_accuracy"] == pytest.approx(val.groupby("template_id")["correct"].mean().mean())
     report = (base / "report.md").read_text()
     assert "| original |" in report and "LoRA" in report and "General abilities" in report
+    # the lambda sweep: one row per (method, lambda) with its mask's size and the w/ mask update's best gain
+    sweep = pd.read_parquet(base / "lambda_sweep.parquet")
+    lams = yaml.safe_load((workdir / "config.yaml").read_text())["profiles"]["tiny"]["dcm"]["lambdas"]
+    assert len(sweep) == 2 * len(lams) and set(sweep["method"]) == {"prefix", "branching"}
+    for r in sweep.to_dict("records"):
+        meta = load_mask(base / f"seed0/{r['method']}/masks/lambda{r['lambda']:g}.safetensors")[1]
+        assert r["percent_components"] == pytest.approx(meta["percent"])
+        assert r["heads_selected"] + r["neurons_selected"] == meta["selected"]
+        curve = pd.read_parquet(base / f"seed0/{r['method']}/mask/curve.parquet")
+        base_val = curve.loc[curve.config == "base", "val_accuracy"].iloc[0]
+        mine = curve[(curve["lambda"] == r["lambda"])]["val_accuracy"].max()
+        assert r["val_gain"] == pytest.approx(100 * (mine - base_val))
+    assert (base / "lambda_sweep.png").stat().st_size > 0 and "![% components" in report
+    assert "## What this run found" in report and "random mask of the same size" in report
+    assert "| `dcm.early_stop_from` | half_selected |" in report
     assert (base / "seed0/lora/adapter/adapter_config.json").is_file()
     again = snakemake(workdir, "-n", "results/tiny-gsm/table.csv")
     assert "Nothing to be done" in again.stdout + again.stderr

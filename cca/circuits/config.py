@@ -17,6 +17,7 @@ class DCMConfig(Settings):
     lr_step_size: int               # StepLR, stepped per epoch
     lr_gamma: float
     early_stop_fraction: float      # stop when the selected count is flat for this fraction of an epoch's batches
+    early_stop_from: str            # half_selected: count once at most half remain selected | start (reference)
     unselected: str                 # ablate: scale 2m (reference code) | keep: scale 1+m (paper text)
     backend: str                    # hooks | nnsight (same results)
     step: str                       # batched: one forward over a batch's last tokens | per_example (same results)

@@ -10,7 +10,7 @@ is selected when its mask rounds to 1 (m > 0.5).
 
 Early stop: training stops when the number of selected components has not changed for
 ``early_stop_fraction`` of an epoch's batches, counted once at most half of the components remain
-selected. Every mask starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at
+selected (``early_stop_from: half_selected``; ``start`` counts from the first step, as the reference does). Every mask starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at
 first; counted from the start (or from the first change) the rule would stop before the mask has begun
 to select (docs/method.md).
 
@@ -236,7 +236,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
                 bar.set_postfix(loss=f"{float(loss):.3f}", selected=count)
                 bar.update(1)
             # the selection has started to settle once at most half of the components remain selected
-            started = started or count <= mask.numel() // 2
+            started = started or settings.early_stop_from == "start" or count <= mask.numel() // 2
             flat = flat + 1 if (started and count == last_count) else 0
             last_count = count
             if flat >= patience:

@@ -77,6 +77,20 @@ def open_validator(args, generation, eval_dtype: str, model, tokenizer):
     return Validator(val, generation, eval_dtype, args.checkpoint, model, tokenizer, Path(args.out).parent)
 
 
+def first_seed_choice(args):
+    """(lambda, lr) the first seed's sweep chose (``--sweep``: its update.json, ``--sweep-curve``: its curve),
+    or None without ``--sweep`` (this seed runs the whole sweep)."""
+    from cca.io import read_parquet
+    from cca.update.sweep import chosen_candidate
+
+    if not args.sweep:
+        return None
+    if not args.sweep_curve:
+        raise CCAError("--sweep needs --sweep-curve (the first seed's curve.parquet)")
+    best = json.loads(Path(args.sweep).read_text())["best"]
+    return chosen_candidate(best, read_parquet(args.sweep_curve).to_dict("records"))
+
+
 def add_paths(parser, *names: str) -> None:
     """Required path options (``--checkpoint``, ``--out`` ...)."""
     for name in names:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cca.cli.common import add_paths, open_validator, torch_threads
+from cca.cli.common import add_paths, first_seed_choice, open_validator, torch_threads
 from cca.errors import CCAError
 from cca.settings import Settings, placement
 from cca.tasks.config import TaskConfig
@@ -56,6 +56,10 @@ def lora(args) -> None:
     torch_threads()
     st = LoRASettings.from_json(args.settings)
     cfg = st.lora
+    choice = first_seed_choice(args)
+    if choice is not None:
+        cfg = cfg.replace(lrs=[choice[1]])
+        print(f"training the first seed's choice ({args.sweep}): lr {choice[1]:g}")
     train = lora_training_set(read_parquet(args.instances), read_parquet(args.splits), read_parquet(args.accuracy),
                               cfg.max_examples, args.seed)
     if train.empty:
@@ -76,7 +80,7 @@ def lora(args) -> None:
                     "val_accuracy": base["template_mean"]}
         start = {"config": "base", "lr": None, "epoch": 0, "step": 0, "val_accuracy": base["template_mean"]}
         runs = LoRARuns(model, prompts, completions, cfg, validator, args.seed)
-        rows, best, best_state = choose(start, runs)
+        rows, best, best_state = choose(start, runs, cfg.base_candidate)
         model = runs.model
     finally:
         validator.close()
@@ -101,6 +105,7 @@ def lora(args) -> None:
                             "batch_size": cfg.batch_size, "warmup_steps": cfg.warmup_steps,
                             "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
                             "eval_every": cfg.eval_every},
+               "sweep": {"from": str(args.sweep), "lr": choice[1]} if choice else "whole",
                "seconds": round(seconds, 1)}
     write_json(summary, args.out)   # last: the rule's main output marks completion
     print(f"lora: chose {best['config']} step {best['step']} (epoch {best['epoch']}; val {best['val_accuracy']:.3f}; base "
@@ -113,5 +118,7 @@ def register(sub) -> None:
     add_paths(s, "--checkpoint", "--instances", "--splits", "--accuracy", "--greedy")
     s.add_argument("--settings", required=True, help="JSON of cca.cli.lora.LoRASettings")
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--sweep", help="the first seed's lora/update.json: train its chosen lr only")
+    s.add_argument("--sweep-curve", help="the first seed's lora/curve.parquet (with --sweep)")
     s.add_argument("--out", required=True, help="update.json; curve, adapter and merged checkpoint go next to it")
     s.set_defaults(run=lora)

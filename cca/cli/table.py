@@ -14,18 +14,23 @@ class TableSettings(Settings):
     profile: str
     task: str
     seeds: list
+    seed_data: str                     # per_seed | shared: whether the seeds share the first seed's split
     localization: LocalizationConfig   # its methods name the configurations
     controls: list                     # the control variants that ran (cca.layout.VARIANTS)
     general: GeneralConfig | None      # None: no general evaluation
+    deviations: list                   # cca.evaluate.study.deviations of the model's settings
     bootstrap_iters: int               # general.bootstrap_iters (its schema default without a general section)
 
     @classmethod
     def from_model(cls, s: dict) -> "TableSettings":
         from cca.config import profile_default
 
-        picked = {k: s.get(k) for k in ("profile", "task", "seeds", "controls", "localization", "general")}
+        from cca.evaluate.study import deviations
+
+        picked = {k: s.get(k) for k in ("profile", "task", "seeds", "seed_data", "controls", "localization",
+                                        "general")}
         iters = s["general"]["bootstrap_iters"] if s.get("general") else profile_default("general", "bootstrap_iters")
-        return cls.from_dict({**picked, "bootstrap_iters": iters})
+        return cls.from_dict({**picked, "deviations": deviations(s), "bootstrap_iters": iters})
 
     def general_seeds(self) -> list[int]:
         from cca.layout import general_seeds
@@ -40,7 +45,7 @@ def table(args) -> None:
     import pandas as pd
 
     from cca.evaluate.table import component_percent, general_columns, math_delta_intervals, results_table, run_record
-    from cca.io import atomic_file, read_parquet
+    from cca.io import atomic_file, read_parquet, write_parquet
     from cca.layout import configurations, general_configurations, run_dir, variant_of
 
     st = TableSettings.from_json(args.settings)
@@ -78,12 +83,36 @@ def table(args) -> None:
         result.to_csv(tmp, index=False, float_format="%.6g")
     if args.report:
         from cca.evaluate.report import render_report
+        from cca.evaluate.study import findings, lambda_sweep_figure, read_lambda_sweep
 
-        text = render_report(args.model, result, st.to_dict(), root, gseeds, shares)
+        sweep = read_lambda_sweep(root, st.seeds, st.localization.methods)
+        write_parquet(sweep, root / "lambda_sweep.parquet")
+        lambda_sweep_figure(sweep, root / "lambda_sweep.png")
+        answer = findings(result, versus_random(items, result, st.localization.methods, iters))
+        text = render_report(args.model, result, st.to_dict(), root, gseeds, shares,
+                             {"sweep": sweep, "figure": "lambda_sweep.png", "findings": answer})
         with atomic_file(args.report) as tmp:
             Path(tmp).write_text(text)
     print(result[["configuration", "seeds", "percent_components", "test_mean", "test_delta"]].to_string(index=False))
     print(f"-> {args.out}" + (f", {args.report}" if args.report else ""))
+
+
+def versus_random(items: dict, table, methods: list[str], iters: int, set_name: str = "test") -> dict:
+    """Per method with a random-mask control: the w/ mask minus the random-mask accuracy on ``set_name`` in
+    points, with the paired bootstrap 95% interval over the same (seed, question) pairs."""
+    from cca.evaluate.table import math_delta_intervals
+
+    out = {}
+    means = dict(zip(table["configuration"], table[f"{set_name}_mean"]))
+    for m in methods:
+        mask, random = f"cca-{m}-mask", f"cca-{m}-random"
+        if mask not in items or random not in items:
+            continue
+        ci = math_delta_intervals({"original": items[random], mask: items[mask]}, iters=iters)
+        row = ci[ci["configuration"] == mask].iloc[0]
+        out[m] = {"diff": 100.0 * (means[mask] - means[random]), "lo": float(row[f"{set_name}_delta_lo"]),
+                  "hi": float(row[f"{set_name}_delta_hi"])}
+    return out
 
 
 def register(sub) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cca.cli.common import add_paths, open_validator, torch_threads
+from cca.cli.common import add_paths, first_seed_choice, open_validator, shard_fingerprint, torch_threads
 from cca.errors import CCAError
 from cca.settings import Settings, placement
 from cca.traces.config import GenerationConfig
@@ -51,6 +51,16 @@ def read_masks(paths: list[str]) -> list[tuple[float, dict, dict]]:
     return masks
 
 
+def only_choice(masks: list, config: UpdateConfig, choice, variant, source: str):
+    """The masks and update settings of a seed that trains the first seed's chosen (lambda, lr) only."""
+    lam, lr = choice
+    if variant.mask == "dcm":
+        masks = [m for m in masks if m[0] is not None and float(m[0]) == lam]
+        if not masks:
+            raise CCAError(f"{source} chose lambda {lam:g}, which no given mask file has: give every lambda's mask")
+    return masks, config.replace(lrs=[lr])
+
+
 def whole_weights(model, examples, variant, micro_batch: int) -> tuple[frozenset[str], dict]:
     """For an update of whole weights: the parameters it leaves frozen (its variant's groups), and what its
     update.json records of them: the parameters it trains, and each group's share of the squared gradient at
@@ -83,6 +93,7 @@ def update(args) -> None:
     from cca.layout import VARIANTS
     from cca.models.components import component_map
     from cca.update.row_delta import load_delta, merged
+    from cca.update.candidates import CandidateStore
     from cca.update.sweep import choose, update_runs
     from cca.update.targeted import Examples
     from cca.update.validation import host_copy, load_trained_model
@@ -100,12 +111,21 @@ def update(args) -> None:
         if not args.masks:
             raise CCAError(f"the {variant.label} update needs --masks (its mask files)")
         masks = read_masks(args.masks)
+    choice = first_seed_choice(args)
+    if choice is not None:
+        masks, u = only_choice(masks, u, choice, variant, args.sweep)
+        print(f"training the first seed's choice ({args.sweep}): " +
+              (f"lambda {choice[0]:g}, " if choice[0] is not None else "") + f"lr {choice[1]:g}")
     torch.manual_seed(args.seed)
     model, tokenizer = load_trained_model(args.checkpoint, st.generation, st.device_map)
     cmap = component_map(model)
     frozen, whole = (frozenset(), {}) if variant.mask else whole_weights(model, ex, variant, u.micro_batch)
     base_state = None if variant.mask else host_copy(model)
     outdir = Path(args.out).parent
+    # finished (lambda, lr) candidates survive a killed job; what they depend on is in the fingerprint
+    store = CandidateStore(outdir / ".candidates", shard_fingerprint(
+        {"settings": st.to_dict(), "variant": args.variant, "seed": args.seed}, args.checkpoint,
+        [args.dataset, args.greedy, args.splits, *args.masks, *([args.sweep] if args.sweep else [])]))
     validator = open_validator(args, st.generation, u.eval_dtype, model, tokenizer)
     t0 = time.perf_counter()
     try:
@@ -115,8 +135,9 @@ def update(args) -> None:
         base_row = {"config": "base", "lambda": None, "lr": None, "step": 0, "loss": None,
                     "val_accuracy": base["template_mean"], "val_accuracy_plain": base["mean"]}
         start = {"config": "base", "lambda": None, "lr": None, "step": 0, "val_accuracy": base["template_mean"]}
-        runs = update_runs(model, cmap, ex, [(lam, sel) for lam, sel, _ in masks], u, validator, base_state, frozen)
-        rows, best, best_state = choose(start, runs)
+        runs = update_runs(model, cmap, ex, [(lam, sel) for lam, sel, _ in masks], u, validator, base_state, frozen,
+                           store)
+        rows, best, best_state = choose(start, runs, u.base_candidate)
     finally:
         validator.close()
     seconds = time.perf_counter() - t0
@@ -148,9 +169,11 @@ def update(args) -> None:
                "best": best, "chosen": "base" if best["config"] == "base" else "updated",
                "trainable_delta_values": n_trainable, "seconds": round(seconds, 1),
                "lambdas": [m[0] for m in masks], "lrs": u.lrs, "steps": u.steps,
+               "sweep": ({"from": str(args.sweep), "lambda": choice[0], "lr": choice[1]} if choice else "whole"),
                "masks": {str(m[0]): {k: m[2].get(k) for k in ("selected", "percent", "seed", "source")}
                          for m in masks}, **whole}
     write_json(summary, args.out)   # last: the rule's main output marks completion
+    store.clear()
     print(f"{args.variant}: chose {best['config']} step {best['step']} (val {best['val_accuracy']:.3f}; base "
           f"{base['template_mean']:.3f}), {seconds:.0f}s -> {outdir}")
 
@@ -203,6 +226,8 @@ def register(sub) -> None:
     s.add_argument("--masks", nargs="*", default=[], help="mask files (a variant with a mask): one per lambda, or "
                    "the random mask")
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--sweep", help="the first seed's update.json of this variant: train its chosen (lambda, lr) only")
+    s.add_argument("--sweep-curve", help="the first seed's curve.parquet (with --sweep)")
     s.add_argument("--out", required=True, help="update.json; curve, delta and merged checkpoint go next to it")
     s.set_defaults(run=update)
     r = sub.add_parser("random-mask", help="a random mask with the w/ mask update's chosen mask's counts per "

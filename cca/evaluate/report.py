@@ -96,13 +96,40 @@ def _gradient_rows(shares: list[dict]) -> list[str]:
     return lines
 
 
+def _sweep_rows(sweep: pd.DataFrame) -> list[str]:
+    head = ["method", "seed", "lambda", "sum lr*lambda", "epochs (early stop)", "% components",
+            "heads (Q, K, V)", "neurons", "best val gain (points)", "at lr, step"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sweep.to_dict("records"):
+        stop = " (yes)" if r["stopped_early"] else " (no)"
+        gain = "" if pd.isna(r["val_gain"]) else f"{r['val_gain']:+.1f}"
+        at = "" if pd.isna(r["val_gain"]) else f"{r['best_lr']:g}, {int(r['best_step'])}"
+        lr_lam = "" if r["sum_lr_lambda"] is None or pd.isna(r["sum_lr_lambda"]) else f"{r['sum_lr_lambda']:.3g}"
+        lines.append("| " + " | ".join([
+            r["method"], str(r["seed"]), f"{r['lambda']:g}", lr_lam, f"{r['epochs_run']}{stop}",
+            f"{r['percent_components']:.2f}",
+            f"{r['heads_selected']}/{r['heads_total']} ({r['percent_heads']:.1f}%)",
+            f"{r['neurons_selected']}/{r['neurons_total']} ({r['percent_neurons']:.2f}%)", gain, at]) + " |")
+    return lines
+
+
 def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, general_seeds: list[int],
-                  gradient_shares: list[dict] | None = None) -> str:
+                  gradient_shares: list[dict] | None = None, study: dict | None = None) -> str:
     """The report; ``gradient_shares``: per (method, seed) the w/o mask update's squared-gradient share of each
-    parameter group at the base weights (``{"method", "seed", <group>: share}``), a section of its own."""
+    parameter group at the base weights (``{"method", "seed", <group>: share}``), a section of its own;
+    ``study``: ``{"findings": sentences, "sweep": cca.evaluate.study.lambda_sweep_table, "figure": its png
+    under root}``."""
     sets = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
-    out = [f"# CCA results: {model}", "",
-           f"Profile `{settings['profile']}`, task `{settings['task']}`, seeds {settings['seeds']}. "
+    study = study or {}
+    shared = settings.get("seed_data") == "shared"
+    seeds_text = (f"seeds {settings['seeds']}, sharing seed {settings['seeds'][0]}'s split and stage-1 artifacts "
+                  "(traces, Error-Localization datasets), so the seeds vary DCM's batch order, the random "
+                  "control's draw, the update's pair subset and LoRA's initialisation and order"
+                  if shared and len(settings["seeds"]) > 1 else f"seeds {settings['seeds']}")
+    out = [f"# CCA results: {model}", ""]
+    if study.get("findings"):
+        out += ["## What this run found", ""] + [f"- {s}" for s in study["findings"]] + [""]
+    out += [f"Profile `{settings['profile']}`, task `{settings['task']}`, {seeds_text}. "
            "Accuracy is greedy exact match, mean of per-template accuracies; deltas are in points against the "
            "original model on the same seeds' test splits, with a paired bootstrap 95% interval (questions "
            "resampled, the same draw for both models; the statistic is the mean of per-template accuracies). "
@@ -119,6 +146,16 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
                 "Share of the squared gradient norm of the update's loss over the training pairs, at the base "
                 "weights, per parameter group (embedding: the input embedding and the LM head).", ""]
         out += _gradient_rows(gradient_shares)
+    sweep = study.get("sweep")
+    if sweep is not None and len(sweep):
+        out += ["", "## The lambda sweep (the paper's Table 7, per lambda)", "",
+                "Each DCM mask: the running sum of lr * lambda over its steps (how far the penalty alone moves a "
+                "mask), the epochs it ran and whether the flat-count early stop ended it, its size, and the best "
+                "validation gain over the base model of the w/ mask update with it (over the lr sweep and the "
+                "validation steps).", ""]
+        out += _sweep_rows(sweep)
+        if study.get("figure"):
+            out += ["", f"![% components against validation gain]({study['figure']})"]
     benches = [c for c in table.columns if f"{c}_delta_lo" in table.columns]
     if benches:
         out += ["", "## General abilities (the paper's Table 2)", "",
@@ -134,6 +171,12 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
                 "between the localization methods on one seed, and across seeds for one method (mean over pairs).",
                 "", "| lambda | between | Jaccard |", "|---|---|---|"]
         out += [f"| {r['lambda']} | {r['between']} | {r['jaccard']:.3f} |" for r in overlaps]
+    devs = settings.get("deviations") or []
+    if devs:
+        out += ["", "## Where this run differs from the reference code", "",
+                "| setting | this run | reference code | this project's default |", "|---|---|---|---|"]
+        out += [f"| `{d['setting']}` | {d['value']}{' (as the reference)' if d['as_reference'] else ''} | "
+                f"{d['reference']} | {d['what']} |" for d in devs]
     paper = PAPER_TABLE1.get(model)
     out += ["", "## The paper's numbers for this model", ""]
     if paper:

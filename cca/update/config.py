@@ -19,6 +19,7 @@ class UpdateConfig(Settings):
     micro_batch: int                # examples per forward/backward of the full-batch gradient (memory only)
     loss: str                       # logit_difference (the paper's, unbounded) | log_sigmoid (bounded)
     max_step_norm: float | None     # cap on each step's L2 norm over all trainable values (None: plain SGD)
+    base_candidate: bool            # the base model competes in the selection (False: the reference's choice)
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,4 @@ class LoRAConfig(Settings):
     eval_every: int | None          # validation every this many steps and after the last (None: after each epoch)
     max_examples: int | None        # a fixed random subset of at most this many train instances (None: all)
     micro_batch: int                # examples per forward/backward within a batch (memory only)
+    base_candidate: bool            # the base model competes in the selection (False: the reference's choice)

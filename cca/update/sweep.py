@@ -2,8 +2,9 @@
 (one per learning rate, and per mask), chosen by validation accuracy alone.
 
 A candidate is chosen only when its best validation is strictly above the best so far, the base model
-first, so a tie keeps the base model (this project's choice: the reference code always keeps an
-updated model).
+first, so a tie keeps the base model (``base_candidate: true``, this project's default). With
+``base_candidate: false`` (the reference code's choice) the base model is only the fallback of a sweep that
+validated nothing: the best-validated updated model is kept even when it validates below the base model.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import math
 from typing import Iterable
 
 
-def choose(base: dict, runs: Iterable[tuple[dict, list[dict], object]]) -> tuple[list[dict], dict, object]:
+def choose(base: dict, runs: Iterable[tuple[dict, list[dict], object]],
+           base_candidate: bool = True) -> tuple[list[dict], dict, object]:
     """(every candidate's curve rows, the chosen record, its state; None when the base model is chosen).
 
     ``base``: the base model's record (with ``val_accuracy``); ``runs`` yields per candidate its record at
@@ -22,13 +24,37 @@ def choose(base: dict, runs: Iterable[tuple[dict, list[dict], object]]) -> tuple
     for record, curve, state in runs:
         rows += curve
         value = record["val_accuracy"]
-        if state is not None and value is not None and value > best["val_accuracy"]:
+        if state is None or value is None:
+            continue
+        if value > best["val_accuracy"] or (not base_candidate and best_state is None):
             best, best_state = record, state
     return rows, best, best_state
 
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def chosen_candidate(best: dict, curve: Iterable[dict]) -> tuple[float | None, float]:
+    """(lambda, lr) of a sweep's chosen candidate (``best``: its update.json's "best"); where it chose the base
+    model, of its best-validated candidate, the first in sweep order on a tie (``curve``: its curve.parquet's
+    rows, in sweep order). lambda is None for a sweep without masks."""
+    from cca.errors import CCAError
+
+    if best.get("config") != "base" and not _missing(best.get("lr")):
+        lam = best.get("lambda")
+        return (None if _missing(lam) else float(lam)), float(best["lr"])
+    top, top_value = None, None
+    for row in curve:
+        value = row.get("val_accuracy")
+        if row.get("config") == "base" or _missing(value) or _missing(row.get("lr")):
+            continue
+        if top_value is None or value > top_value:
+            top, top_value = row, value
+    if top is None:
+        raise CCAError("the sweep validated no candidate besides the base model (check update.eval_steps)")
+    lam = top.get("lambda")
+    return (None if _missing(lam) else float(lam)), float(top["lr"])
 
 
 def chosen_lambda(best: dict, curve: Iterable[dict]) -> float:
@@ -53,10 +79,12 @@ def chosen_lambda(best: dict, curve: Iterable[dict]) -> float:
 
 
 def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, validator, base_state,
-                frozen: frozenset[str]):
+                frozen: frozenset[str], store=None):
     """The targeted update's candidates: every (mask, lr) with ``masks`` [(lambda, selected)], else every lr
     of the all-parameter update, which trains every parameter not named in ``frozen``. Yields as ``choose``
-    reads; the model is restored after each candidate (its row deltas detached, or ``base_state`` loaded)."""
+    reads; the model is restored after each candidate (its row deltas detached, or ``base_state`` loaded).
+    ``store`` (a ``cca.update.candidates.CandidateStore``): finished candidates are kept there and taken
+    from there instead of being trained again."""
     from cca.circuits.mask_file import selection_indices
     from cca.errors import CCAError
     from cca.models.components import update_slices
@@ -68,6 +96,11 @@ def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, 
         [(None, None, lr) for lr in config.lrs]
     for lam, sel, lr in candidates:
         label = (f"lambda={lam:g} " if lam is not None else "") + f"lr={lr:g}"
+        done = store.get(label) if store is not None else None
+        if done is not None:
+            print(f"{label}: finished before this job was stopped (best val accuracy {done[0]['val_accuracy']})")
+            yield done
+            continue
         if sel is not None:
             slices = update_slices(cmap, selection_indices(sel), tuple(config.targets))
             if not slices:
@@ -98,11 +131,16 @@ def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, 
                 for r in curve]
         value = max((r["val_accuracy"] for r in curve if r["val_accuracy"] is not None), default=None)
         print(f"{label}: best val accuracy {value} at step {step}")
-        yield {"config": label, "lambda": lam, "lr": lr, "step": step, "val_accuracy": value}, rows, state
-        if wrapped:
-            detach(model, wrapped)
-        else:
-            model.load_state_dict(base_state)
+        record = {"config": label, "lambda": lam, "lr": lr, "step": step, "val_accuracy": value}
+        if store is not None:
+            store.put(label, record, rows, state)
+        try:
+            yield record, rows, state
+        finally:   # also when the reader stops part way
+            if wrapped:
+                detach(model, wrapped)
+            else:
+                model.load_state_dict(base_state)
 
 
 class LoRARuns:

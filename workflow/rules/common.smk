@@ -116,6 +116,51 @@ def seeds(wildcards):
     return settings(wildcards)["seeds"]
 
 
+def data_seed(wildcards):
+    """The seed whose split and stage-1 artifacts (template filter, sampled traces, Error-Localization
+    datasets) a seed's training and evaluation read: its own, or the first seed's under ``seed_data: shared``."""
+    s = settings(wildcards)
+    return s["seeds"][0] if s["seed_data"] == "shared" else int(wildcards.seed)
+
+
+def sweep_source(wildcards):
+    """Where a seed's update or LoRA takes its (lambda, lr) from under ``sweep_seeds: first``: the first seed's
+    run folder (relative to results/<model>/), or None for a seed that runs the whole sweep."""
+    s = settings(wildcards)
+    if s["sweep_seeds"] == "all" or int(wildcards.seed) == s["seeds"][0]:
+        return None
+    return f"seed{s['seeds'][0]}"
+
+
+def sweep_inputs(run):
+    """The first seed's update.json and curve.parquet of ``run`` (a folder under seed<S>/, may hold
+    {method}) for a seed that trains the first seed's choice; nothing for one that sweeps."""
+
+    def get(wildcards):
+        first = sweep_source(wildcards)
+        if first is None:
+            return {}
+        folder = f"{RESULTS}/{wildcards.model}/{first}/" + run.format(method=getattr(wildcards, "method", None))
+        return {"sweep": f"{folder}/update.json", "sweep_curve": f"{folder}/curve.parquet"}
+
+    return get
+
+
+def sweep_flags(wildcards, input):
+    return f"--sweep {input.sweep} --sweep-curve {input.sweep_curve}" if "sweep" in input.keys() else ""
+
+
+def seed_data(pattern):
+    """An input function for a stage-1 artifact of the seed's data seed; ``pattern`` is a path under
+    results/<model>/ with {seed} (and optionally {method})."""
+
+    def get(wildcards):
+        fields = {"seed": data_seed(wildcards), "method": getattr(wildcards, "method", None)}
+        return f"{RESULTS}/{wildcards.model}/" + pattern.format(**fields)
+
+    return get
+
+
 def log_path(name):
     return f"{RESULTS}/{{model}}/logs/{name}.log"
 

@@ -5,7 +5,7 @@ from cca.cli.dcm import MaskSettings
 rule dcm_mask:
     input:
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
-        dataset=f"{RESULTS}/{{model}}/seed{{seed}}/error_localization_{{method}}.parquet",
+        dataset=seed_data("seed{seed}/error_localization_{method}.parquet"),
     output:
         mask=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.safetensors",
         counts=f"{RESULTS}/{{model}}/seed{{seed}}/{{method}}/masks/lambda{{lam}}.counts.parquet",

@@ -32,7 +32,7 @@ rule evaluate_original_math:
         unpack(robustness_instances),
         checkpoint=f"{RESULTS}/{{model}}/checkpoint",
         instances=f"{RESULTS}/{{model}}/instances/main.parquet",
-        splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
+        splits=seed_data("splits/seed{seed}.parquet"),
         greedy=f"{RESULTS}/{{model}}/traces/greedy.parquet",
     output:
         table=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.parquet",
@@ -62,7 +62,7 @@ rule evaluate_math:
         run_summary=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/update.json",
         original=f"{RESULTS}/{{model}}/seed{{seed}}/original/math.parquet",
         instances=f"{RESULTS}/{{model}}/instances/main.parquet",
-        splits=f"{RESULTS}/{{model}}/splits/seed{{seed}}.parquet",
+        splits=seed_data("splits/seed{seed}.parquet"),
     output:
         table=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/math.parquet",
         summary=f"{RESULTS}/{{model}}/seed{{seed}}/{{run}}/math.json",

@@ -26,6 +26,8 @@ rule table:
     output:
         table=f"{RESULTS}/{{model}}/table.csv",
         report=f"{RESULTS}/{{model}}/report.md",
+        sweep=f"{RESULTS}/{{model}}/lambda_sweep.parquet",
+        sweep_figure=f"{RESULTS}/{{model}}/lambda_sweep.png",
     params:
         settings=stage_params(TableSettings),
         results=lambda w: f"{RESULTS}/{w.model}",

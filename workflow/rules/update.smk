@@ -17,13 +17,13 @@ def random_mask_path(model, seed, method):
 
 def update_inputs(variant):
     def get(wildcards):
-        base = f"{RESULTS}/{wildcards.model}/seed{wildcards.seed}"
         inputs = {
             "checkpoint": f"{RESULTS}/{wildcards.model}/checkpoint",
-            "dataset": f"{base}/error_localization_{wildcards.method}.parquet",
+            "dataset": seed_data("seed{seed}/error_localization_{method}.parquet")(wildcards),
             "greedy": f"{RESULTS}/{wildcards.model}/traces/greedy.parquet",
-            "splits": f"{RESULTS}/{wildcards.model}/splits/seed{wildcards.seed}.parquet",
+            "splits": seed_data("splits/seed{seed}.parquet")(wildcards),
         }
+        inputs.update(sweep_inputs(f"{{method}}/{variant.name}")(wildcards))
         if variant.mask == "dcm":
             inputs["masks"] = dcm_masks(wildcards)
         elif variant.mask == "random":
@@ -52,7 +52,7 @@ def joined_masks(wildcards, input):
 
 UPDATE_SHELL = (
     "{CCA} update --variant {params.variant} --checkpoint {input.checkpoint} --dataset {input.dataset}"
-    " --greedy {input.greedy} --splits {input.splits} --masks {params.masks} --seed {wildcards.seed}"
+    " --greedy {input.greedy} --splits {input.splits} --masks {params.masks} --seed {wildcards.seed} {params.sweep}"
     " --settings {params.settings} --out {output.summary} 2> {log} || {{ tail -n 5 {log} >&2; exit 1; }}"
 )
 
@@ -70,6 +70,7 @@ for _variant in VARIANTS.values():
             settings=stage_params(UpdateSettings),
             masks=joined_masks if _variant.mask else "",
             variant=_variant.name,
+            sweep=sweep_flags,
         threads: group_threads("update")
         resources:
             # the memory arithmetic (cca.models.scaling) knows row deltas ("mask") and whole weights ("nomask")

@@ -346,3 +346,26 @@ def test_step_norm_cap_scales_the_step_down_and_leaves_small_steps_alone():
     q.grad = p.grad.clone()
     assert sgd_step([q], 0.1, max_norm=1.0) == pytest.approx(0.5)   # below the cap: plain SGD
     assert torch.allclose(q.detach(), -0.1 * p.grad)
+
+
+def test_a_candidate_stops_after_a_look_below_the_floor(llama):
+    """stop_below ends training after the first look under it; without it every step is trained."""
+    from cca.models.components import update_slices
+
+    cmap = component_map(llama)
+    ex = _examples(llama, n=3)
+    looks = iter([0.5, 0.2, 0.9, 0.9, 0.9])
+    wrapped = attach(llama, update_slices(cmap, {"layers.0.mlp": [1, 2]}, ("up",)))
+    try:
+        params = [rd.delta for rd in wrapped.values()]
+        rows, best, _ = train(llama, params, ex, 0.1, 6, [1, 2, 3, 4], lambda step: next(looks),
+                              lambda: delta_tensors(wrapped), micro_batch=2, loss="logit_difference",
+                              max_step_norm=None, stop_below=0.3)
+        assert [r["step"] for r in rows] == [1, 2] and best == 1
+        looks = iter([0.5, 0.2, 0.9, 0.9])
+        rows, best, _ = train(llama, params, ex, 0.1, 6, [1, 2, 3, 4], lambda step: next(looks),
+                              lambda: delta_tensors(wrapped), micro_batch=2, loss="logit_difference",
+                              max_step_norm=None)
+        assert len(rows) == 6 and best == 3
+    finally:
+        detach(llama, wrapped)

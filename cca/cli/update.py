@@ -136,7 +136,7 @@ def update(args) -> None:
                     "val_accuracy": base["template_mean"], "val_accuracy_plain": base["mean"]}
         start = {"config": "base", "lambda": None, "lr": None, "step": 0, "val_accuracy": base["template_mean"]}
         runs = update_runs(model, cmap, ex, [(lam, sel) for lam, sel, _ in masks], u, validator, base_state, frozen,
-                           store)
+                           store, base["template_mean"])
         rows, best, best_state = choose(start, runs, u.base_candidate)
     finally:
         validator.close()

@@ -20,6 +20,7 @@ class UpdateConfig(Settings):
     loss: str                       # logit_difference (the paper's, unbounded) | log_sigmoid (bounded)
     max_step_norm: float | None     # cap on each step's L2 norm over all trainable values (None: plain SGD)
     base_candidate: bool            # the base model competes in the selection (False: the reference's choice)
+    stop_after_drop: float | None   # a candidate stops after a look this far below the base's validation (None: never)
 
 
 @dataclass(frozen=True)

@@ -79,12 +79,13 @@ def chosen_lambda(best: dict, curve: Iterable[dict]) -> float:
 
 
 def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, validator, base_state,
-                frozen: frozenset[str], store=None):
+                frozen: frozenset[str], store=None, base_value: float | None = None):
     """The targeted update's candidates: every (mask, lr) with ``masks`` [(lambda, selected)], else every lr
     of the all-parameter update, which trains every parameter not named in ``frozen``. Yields as ``choose``
     reads; the model is restored after each candidate (its row deltas detached, or ``base_state`` loaded).
     ``store`` (a ``cca.update.candidates.CandidateStore``): finished candidates are kept there and taken
-    from there instead of being trained again."""
+    from there instead of being trained again. ``base_value``: the base model's validation; with
+    ``config.stop_after_drop`` a candidate stops after a look that far below it."""
     from cca.circuits.mask_file import selection_indices
     from cca.errors import CCAError
     from cca.models.components import update_slices
@@ -94,6 +95,8 @@ def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, 
 
     candidates = [(lam, sel, lr) for lam, sel in masks for lr in config.lrs] if masks else \
         [(None, None, lr) for lr in config.lrs]
+    floor = (base_value - config.stop_after_drop
+             if config.stop_after_drop is not None and base_value is not None else None)
     for lam, sel, lr in candidates:
         label = (f"lambda={lam:g} " if lam is not None else "") + f"lr={lr:g}"
         done = store.get(label) if store is not None else None
@@ -126,7 +129,7 @@ def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, 
 
         curve, step, state = train(model, params, examples, lr, config.steps, config.eval_steps, evaluate, snapshot,
                                    micro_batch=config.micro_batch, loss=config.loss, max_step_norm=config.max_step_norm,
-                                   progress=True, label=label)
+                                   progress=True, label=label, stop_below=floor)
         rows = [{"config": label, "lambda": lam, "lr": lr, **r, "val_accuracy_plain": plain.get(r["step"])}
                 for r in curve]
         value = max((r["val_accuracy"] for r in curve if r["val_accuracy"] is not None), default=None)

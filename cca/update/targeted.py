@@ -54,11 +54,13 @@ def sgd_step(params: Sequence[torch.nn.Parameter], lr: float, max_norm: float | 
 
 def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: float, steps: int,
           eval_steps: Sequence[int], evaluate: Callable[[int], float], snapshot: Callable[[], object],
-          micro_batch: int, loss: str, max_step_norm: float | None, progress: bool = False, label: str = "") -> tuple[list[dict], int, object]:
+          micro_batch: int, loss: str, max_step_norm: float | None, progress: bool = False, label: str = "",
+          stop_below: float | None = None) -> tuple[list[dict], int, object]:
     """SGD on the pair loss (``cca.models.shared_prefix.PAIR_LOSSES``; the paper's is the logit difference);
     returns (curve rows, best step, snapshot at the best step).
 
     ``max_step_norm``: each step's L2 norm over all trainable values is capped (None: plain SGD).
+    ``stop_below``: training stops after a look whose metric is below it (None: every step is trained).
     ``evaluate(step)`` gives the validation metric of the model as it is; ``snapshot()`` a copy of the
     trainable state to keep when a step is the best so far. Step 0 (the base model) is evaluated by the
     caller and is not part of the curve returned here. A curve row's ``loss`` is the pair loss's mean and
@@ -92,6 +94,8 @@ def train(model, params: Sequence[torch.nn.Parameter], examples: Examples, lr: f
         if bar:
             bar.set_postfix(loss=f"{value_loss:.3f}", val=row["val_accuracy"])
             bar.update(1)
+        if stop_below is not None and row["val_accuracy"] is not None and row["val_accuracy"] < stop_below:
+            break
     if bar:
         bar.close()
     for p in params:

@@ -55,16 +55,18 @@ def neurons_bars(counts: pd.DataFrame, path: str | Path, title: str = "") -> Non
 
 
 def selected_curve(history: pd.DataFrame, total: int, path: str | Path, title: str = "") -> None:
-    """Selected components after each DCM step (``history``: one row per step, column ``selected``), with
-    half of all components marked: the early stop counts flat steps only below that line."""
+    """Selected components after each DCM step (``history``: one row per step, column ``selected``) on a log
+    scale (a sparse mask's tail is three decades below the start), with half of all components marked: the
+    early stop counts flat steps only below that line."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = range(1, len(history) + 1)
     ax.plot(steps, history["selected"], color="tab:green")
     ax.axhline(total / 2, color="grey", linestyle="--", linewidth=1, label=f"half of {total}")
     ax.set_xlabel("step")
-    ax.set_ylabel("selected components")
-    ax.set_ylim(0, total * 1.02)
+    ax.set_ylabel("selected components (log scale)")
+    ax.set_yscale("log")
+    ax.set_ylim(max(1, int(history["selected"].min()) / 2), total * 1.5)
     ax.set_title(title)
     ax.legend(fontsize=7)
     _save(plt, fig, path)

@@ -1,5 +1,5 @@
 """Finished candidates of an update's sweep, kept on disk until the job ends, so that a job killed part way
-(a stopped session, a cluster's time limit) resumes at its first unfinished (lambda, lr).
+(an interrupted run, a cluster's time limit) resumes at its first unfinished (lambda, lr).
 
 A candidate is one trained (lambda, lr) of ``cca.update.sweep.update_runs``: its record at its best look, its
 curve rows and its state there (a masked update's row deltas with their axes, or a whole-weight update's

@@ -10,9 +10,10 @@ is selected when its mask rounds to 1 (m > 0.5).
 
 Early stop: training stops when the number of selected components has not changed for
 ``early_stop_fraction`` of an epoch's batches, counted once at most half of the components remain
-selected (``early_stop_from: half_selected``; ``start`` counts from the first step, as the reference does). Every mask starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at
-first; counted from the start (or from the first change) the rule would stop before the mask has begun
-to select (docs/method.md).
+selected (``early_stop_from: half_selected``; ``start`` counts from the first step, as the reference
+does). Every mask starts at 1 and takes ~0.5/lr Adam steps to cross 0.5, so the count is flat at first;
+counted from the start (or from the first change) the rule would stop before the mask has begun to select
+(docs/method.md).
 
 Cost: a gate at the last position cannot change any earlier position, so each example's keys and
 values up to its last token are computed once, without gradient (the prompt shared by all examples

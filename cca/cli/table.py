@@ -83,7 +83,7 @@ def table(args) -> None:
         result.to_csv(tmp, index=False, float_format="%.6g")
     if args.report:
         from cca.evaluate.report import render_report
-        from cca.evaluate.study import findings, lambda_sweep_figure, read_lambda_sweep
+        from cca.evaluate.study import findings, lambda_sweep_figure, read_lambda_sweep, versus_random
 
         sweep = read_lambda_sweep(root, st.seeds, st.localization.methods)
         write_parquet(sweep, root / "lambda_sweep.parquet")
@@ -95,24 +95,6 @@ def table(args) -> None:
             Path(tmp).write_text(text)
     print(result[["configuration", "seeds", "percent_components", "test_mean", "test_delta"]].to_string(index=False))
     print(f"-> {args.out}" + (f", {args.report}" if args.report else ""))
-
-
-def versus_random(items: dict, table, methods: list[str], iters: int, set_name: str = "test") -> dict:
-    """Per method with a random-mask control: the w/ mask minus the random-mask accuracy on ``set_name`` in
-    points, with the paired bootstrap 95% interval over the same (seed, question) pairs."""
-    from cca.evaluate.table import math_delta_intervals
-
-    out = {}
-    means = dict(zip(table["configuration"], table[f"{set_name}_mean"]))
-    for m in methods:
-        mask, random = f"cca-{m}-mask", f"cca-{m}-random"
-        if mask not in items or random not in items:
-            continue
-        ci = math_delta_intervals({"original": items[random], mask: items[mask]}, iters=iters)
-        row = ci[ci["configuration"] == mask].iloc[0]
-        out[m] = {"diff": 100.0 * (means[mask] - means[random]), "lo": float(row[f"{set_name}_delta_lo"]),
-                  "hi": float(row[f"{set_name}_delta_hi"])}
-    return out
 
 
 def register(sub) -> None:

@@ -131,13 +131,31 @@ def lambda_sweep_figure(sweep: pd.DataFrame, path: str | Path) -> None:
     _save(plt, fig, path)
 
 
+def versus_random(items: dict, table, methods: list[str], iters: int, set_name: str = "test") -> dict:
+    """Per method with a random-mask control: the w/ mask minus the random-mask accuracy on ``set_name`` in
+    points, with the paired bootstrap 95% interval over the same (seed, question) pairs."""
+    from cca.evaluate.table import math_delta_intervals
+
+    out = {}
+    means = dict(zip(table["configuration"], table[f"{set_name}_mean"]))
+    for m in methods:
+        mask, random = f"cca-{m}-mask", f"cca-{m}-random"
+        if mask not in items or random not in items:
+            continue
+        ci = math_delta_intervals({"original": items[random], mask: items[mask]}, iters=iters)
+        row = ci[ci["configuration"] == mask].iloc[0]
+        out[m] = {"diff": 100.0 * (means[mask] - means[random]), "lo": float(row[f"{set_name}_delta_lo"]),
+                  "hi": float(row[f"{set_name}_delta_hi"])}
+    return out
+
+
 def _interval(row: pd.Series | dict, col: str) -> str:
     return f"{row[col]:+.1f} points [{row[f'{col}_lo']:+.1f}, {row[f'{col}_hi']:+.1f}]"
 
 
-def findings(table: pd.DataFrame, versus_random: dict[str, dict], set_name: str = "test") -> list[str]:
+def findings(table: pd.DataFrame, dcm_vs_random: dict[str, dict], set_name: str = "test") -> list[str]:
     """The report's answer, one sentence per method: does the DCM mask beat the random mask of the same size,
-    and does CCA w/ mask gain at most 2% of components. ``table``: the results table; ``versus_random[method]``:
+    and does CCA w/ mask gain at most 2% of components. ``table``: the results table; ``dcm_vs_random[method]``:
     ``{"diff", "lo", "hi"}`` in points, the w/ mask minus the random-mask test accuracy (paired bootstrap).
     A difference counts only when its 95% interval excludes zero."""
     out = []
@@ -160,7 +178,7 @@ def findings(table: pd.DataFrame, versus_random: dict[str, dict], set_name: str 
         size = "at most" if pct <= 2.0 else "more than"
         text = (f"**{method}**: CCA w/ mask {verdict} on {set_name} ({_interval(r, col)}) with {pct:.2f}% of "
                 f"components ({size} 2%; {kept}).")
-        vr = versus_random.get(method)
+        vr = dcm_vs_random.get(method)
         if vr is not None:
             if vr["lo"] > 0:
                 beat = "beats the random mask of the same size"

@@ -35,22 +35,26 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _best_validated(curve: Iterable[dict], needs: str) -> dict | None:
+    """The best-validated candidate row of a sweep's curve that has ``needs`` (not the base model), the first
+    in sweep order on a tie; None when no such row was validated."""
+    top, top_value = None, None
+    for row in curve:
+        value = row.get("val_accuracy")
+        if row.get("config") == "base" or _missing(row.get(needs)) or _missing(value):
+            continue
+        if top_value is None or value > top_value:
+            top, top_value = row, value
+    return top
+
+
 def chosen_candidate(best: dict, curve: Iterable[dict]) -> tuple[float | None, float]:
     """(lambda, lr) of a sweep's chosen candidate (``best``: its update.json's "best"); where it chose the base
     model, of its best-validated candidate, the first in sweep order on a tie (``curve``: its curve.parquet's
     rows, in sweep order). lambda is None for a sweep without masks."""
     from cca.errors import CCAError
 
-    if best.get("config") != "base" and not _missing(best.get("lr")):
-        lam = best.get("lambda")
-        return (None if _missing(lam) else float(lam)), float(best["lr"])
-    top, top_value = None, None
-    for row in curve:
-        value = row.get("val_accuracy")
-        if row.get("config") == "base" or _missing(value) or _missing(row.get("lr")):
-            continue
-        if top_value is None or value > top_value:
-            top, top_value = row, value
+    top = best if best.get("config") != "base" and not _missing(best.get("lr")) else _best_validated(curve, "lr")
     if top is None:
         raise CCAError("the sweep validated no candidate besides the base model (check update.eval_steps)")
     lam = top.get("lambda")
@@ -63,19 +67,11 @@ def chosen_lambda(best: dict, curve: Iterable[dict]) -> float:
     the first in sweep order on a tie (``curve``: its curve.parquet's rows, in sweep order)."""
     from cca.errors import CCAError
 
-    if not _missing(best.get("lambda")):
-        return float(best["lambda"])
-    top_lambda, top_value = None, None
-    for row in curve:
-        lam, value = row.get("lambda"), row.get("val_accuracy")
-        if row.get("config") == "base" or _missing(lam) or _missing(value):
-            continue
-        if top_value is None or value > top_value:
-            top_lambda, top_value = lam, value
-    if top_lambda is None:
+    top = best if not _missing(best.get("lambda")) else _best_validated(curve, "lambda")
+    if top is None:
         raise CCAError("the w/ mask update validated no candidate besides the base model: no mask to copy the "
                        "size of (check update.eval_steps)")
-    return float(top_lambda)
+    return float(top["lambda"])
 
 
 def update_runs(model, cmap, examples, masks: list[tuple[float, dict]], config, validator, base_state,

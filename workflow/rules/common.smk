@@ -123,24 +123,17 @@ def data_seed(wildcards):
     return s["seeds"][0] if s["seed_data"] == "shared" else int(wildcards.seed)
 
 
-def sweep_source(wildcards):
-    """Where a seed's update or LoRA takes its (lambda, lr) from under ``sweep_seeds: first``: the first seed's
-    run folder (relative to results/<model>/), or None for a seed that runs the whole sweep."""
-    s = settings(wildcards)
-    if s["sweep_seeds"] == "all" or int(wildcards.seed) == s["seeds"][0]:
-        return None
-    return f"seed{s['seeds'][0]}"
-
-
 def sweep_inputs(run):
-    """The first seed's update.json and curve.parquet of ``run`` (a folder under seed<S>/, may hold
-    {method}) for a seed that trains the first seed's choice; nothing for one that sweeps."""
+    """Under ``sweep_seeds: first``, for a seed after the first: the first seed's update.json and curve.parquet
+    of ``run`` (a folder under seed<S>/, may hold {method}), whose chosen (lambda, lr) the seed trains; nothing
+    for a seed that runs the whole sweep."""
 
     def get(wildcards):
-        first = sweep_source(wildcards)
-        if first is None:
+        s = settings(wildcards)
+        first = s["seeds"][0]
+        if s["sweep_seeds"] == "all" or int(wildcards.seed) == first:
             return {}
-        folder = f"{RESULTS}/{wildcards.model}/{first}/" + run.format(method=getattr(wildcards, "method", None))
+        folder = f"{RESULTS}/{wildcards.model}/seed{first}/" + run.format(method=getattr(wildcards, "method", None))
         return {"sweep": f"{folder}/update.json", "sweep_curve": f"{folder}/curve.parquet"}
 
     return get

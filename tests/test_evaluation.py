@@ -113,7 +113,7 @@ def test_general_columns_pair_questions_and_refuse_other_questions():
 
 
 def test_general_task_configs_read_the_vendored_data():
-    from cca.evaluate.general import BENCHMARKS, normalize_answer, task_configs
+    from cca.evaluate.general import BENCHMARKS, task_configs
 
     configs = task_configs(ROOT / "resources", {"mmlu_stem": 2, "mmlu_humanities": 1, "arc_challenge": 5,
                                                 "truthfulqa_mc1": 3, "truthfulqa_mc2": 3, "triviaqa": 4})
@@ -124,10 +124,10 @@ def test_general_task_configs_read_the_vendored_data():
     tqa = configs["truthfulqa_mc2"][0].dataset["validation"]
     assert len(tqa) == 3 and sum(tqa[0]["mc2_labels"]) >= 1
     trivia = configs["triviaqa"][0].dataset
-    assert not set(trivia["test"]["item"]) & set(trivia["train"]["item"])   # few-shot pool is disjoint
+    assert not set(trivia["validation"]["item"]) & set(trivia["train"]["item"])   # few-shot pool is disjoint
+    assert len(trivia["validation"]) == 4 and len(trivia["train"]) == 100
     again = task_configs(ROOT / "resources", {"arc_challenge": 5})["arc_challenge"][0].dataset
     assert again["test"]["item"] == configs["arc_challenge"][0].dataset["test"]["item"]
-    assert normalize_answer("The  Beatles!") == "beatles"
     with pytest.raises(CCAError, match="unknown benchmarks"):
         task_configs(ROOT / "resources", {"hellaswag": 3})
 
@@ -148,9 +148,12 @@ def test_general_evaluate_scores_every_question_on_a_tiny_model():
                                                 "truthfulqa_mc2": 2, "triviaqa": 2})
     df = evaluate(model, tok, configs, batch_size=4)
     assert df.groupby("benchmark").size().to_dict() == {"mmlu_humanities": 13, "arc_challenge": 3,
-                                                        "truthfulqa_mc1": 2, "truthfulqa_mc2": 2, "triviaqa": 2}
+                                                        "arc_challenge_acc_norm": 3, "truthfulqa_mc1": 2,
+                                                        "truthfulqa_mc2": 2, "triviaqa": 2}
     assert df["score"].between(0, 1).all()
     assert df.groupby("benchmark")["item"].nunique().sum() == len(df)
+    arc = df[df["benchmark"].str.startswith("arc")].pivot(index="item", columns="benchmark", values="score")
+    assert list(arc.columns) == ["arc_challenge", "arc_challenge_acc_norm"] and len(arc) == 3
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

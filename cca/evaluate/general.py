@@ -9,11 +9,16 @@ for every model, so differences are paired). Prompts and metrics follow lm-eval'
   subject's dev split in order, "The following are multiple choice questions (with answers) about
   <subject>." then "question / A. .. D. / Answer:", accuracy over the letters; the benchmark's score is
   the mean over its questions (lm-eval's size-weighted group mean).
-- ``arc_challenge``: "Question: ...\\nAnswer:", log-likelihood of each choice, accuracy.
+- ``arc_challenge``: "Question: ...\\nAnswer:", log-likelihood of each choice; two scores per question,
+  ``arc_challenge`` (acc) and ``arc_challenge_acc_norm`` (acc_norm: log-likelihood per character of the choice).
 - ``truthfulqa_mc1`` / ``truthfulqa_mc2``: 0-shot with the TruthfulQA QA primer; MC1 accuracy, MC2
   normalised probability mass of the true answers.
-- ``triviaqa``: generation until a newline, period or comma, k-shot with canonical answers from a
-  pool disjoint from the scored questions; exact match against any alias after normalisation.
+- ``triviaqa``: lm-eval's ``triviaqa`` task ("Question: {question}?\\nAnswer:", k shots drawn at random per
+  question from a pool disjoint from the scored questions with their first alias as answer, generation until a
+  newline, period or comma, exact match against any alias ignoring case and punctuation).
+
+``tests/test_lm_eval_parity.py`` builds every benchmark's requests from lm-eval's own YAML over the same
+documents and requires them to equal these tasks' requests.
 
 ``evaluate`` returns one row per scored question (benchmark, item, score) so that the table can put
 a paired bootstrap interval on every difference.
@@ -26,7 +31,6 @@ import pandas as pd
 
 from cca.errors import CCAError
 from cca.evaluate.tasks.utils import mmlu_subjects
-from cca.evaluate.tasks.utils import normalize_answer  # noqa: F401  (part of this module's interface)
 from cca.evaluate.tasks.utils import truthfulqa_mc2 as _mc2  # noqa: F401
 
 BENCHMARKS = ("mmlu_stem", "mmlu_humanities", "arc_challenge", "truthfulqa_mc1", "truthfulqa_mc2", "triviaqa")
@@ -81,7 +85,13 @@ def task_configs(data_dir: Path, questions: dict, seed: int = 0, triviaqa_shots:
     return out
 
 
-METRIC = {"triviaqa": "exact_match"}
+# the scores a benchmark's questions get: (label in the table, lm-eval metric); others: (benchmark, "acc")
+SCORES = {"triviaqa": [("triviaqa", "exact_match")],
+          "arc_challenge": [("arc_challenge", "acc"), ("arc_challenge_acc_norm", "acc_norm")]}
+
+# lm-eval's own defaults for simple_evaluate's seeds (its CLI's --seed 0,1234,1234,1234): the TriviaQA shots
+# are drawn with the few-shot seed, so they are the ones an lm-eval user gets
+SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
 
 
 def continuation_lm(**kwargs):
@@ -143,11 +153,10 @@ def evaluate(model, tokenizer, configs: dict[str, list], batch_size: int = 8, li
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     flat = [(bench, task) for bench, tasks in configs.items() for task in tasks]
     res = simple_evaluate(model=lm, tasks=[task for _, task in flat], task_manager=task_manager(),
-                          log_samples=True, limit=limit, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
-                          torch_random_seed=0, fewshot_random_seed=0)
+                          log_samples=True, limit=limit, bootstrap_iters=0, **SEEDS)
     rows = []
     for bench, task in flat:
-        metric = METRIC.get(bench, "acc")
-        for s in res["samples"][task.task_name]:
-            rows.append({"benchmark": bench, "item": s["doc"]["item"], "score": float(s[metric])})
+        for label, metric in SCORES.get(bench, [(bench, "acc")]):
+            for s in res["samples"][task.task_name]:
+                rows.append({"benchmark": label, "item": s["doc"]["item"], "score": float(s[metric])})
     return pd.DataFrame(rows, columns=["benchmark", "item", "score"])

@@ -162,7 +162,11 @@ def render_report(model: str, table: pd.DataFrame, settings: dict, root: Path, g
                 f"Scores x100 on the configured subsample (seeds {general_seeds}); in brackets the difference to "
                 "the original in points with its paired bootstrap 95% interval and the interval's half-width (+-: "
                 "about the smallest change this subsample can detect). A difference is called a gain or a "
-                "regression only when the interval excludes zero.", ""]
+                "regression only when the interval excludes zero. Each column is lm-eval's task of that name "
+                "and its metric: `acc` (MMLU, ARC, TruthfulQA MC1; MC2: the normalised mass of the true answers), "
+                "`acc_norm` for `arc_challenge_acc_norm` (the usual published ARC number), `exact_match` for "
+                "TriviaQA (lm-eval's procedure on a vendored subset: it compares models here, not with published "
+                "numbers; see docs/method.md).", ""]
         out += _general_rows(table, benches)
     overlaps = mask_overlaps(root, settings["seeds"], settings["localization"]["methods"])
     if overlaps:

@@ -15,8 +15,6 @@ across models.
 from __future__ import annotations
 
 import json
-import re
-import string
 from pathlib import Path
 
 import numpy as np
@@ -113,29 +111,21 @@ def truthfulqa_mc2(doc, results):
 TRIVIAQA_POOL = 100   # the last questions of the file: the few-shot pool, never scored
 
 
+def _triviaqa_doc(row: dict, item: str) -> dict:
+    """A vendored line in the fields of the hub's rc.nocontext split that lm-eval's task reads: the question
+    (the file's context is "Question: <question>\nAnswer:") and answer.aliases / answer.value."""
+    question = row["context"].removeprefix("Question: ").removesuffix("\nAnswer:")
+    return {"question": question, "answer": {"aliases": list(row["aliases"]), "value": row["answer"]}, "item": item}
+
+
 def triviaqa_dataset(data_dir, questions, subsample_seed, benchmark, **_):
-    """``test``: the subsample of the scored questions; ``train``: the few-shot pool, in order."""
-    rows = _jsonl(Path(data_dir) / "triviaqa" / "triviaqa_sm_sub.jsonl")
+    """``validation``: the subsample of the scored questions; ``train``: the few-shot pool."""
+    path = Path(data_dir) / "triviaqa" / "triviaqa_sm_sub.jsonl"
+    rows = _jsonl(path)
+    for n, row in enumerate(rows, 1):
+        if not (row["context"].startswith("Question: ") and row["context"].endswith("\nAnswer:")) or not row["aliases"]:
+            raise CCAError(f"{path} line {n}: expected a context \"Question: ...\\nAnswer:\" and at least one alias")
     scored = len(rows) - TRIVIAQA_POOL
-    test = [{"context": rows[i]["context"], "answer": rows[i]["answer"], "aliases": rows[i]["aliases"],
-             "item": str(i)} for i in subsample(scored, questions[benchmark], subsample_seed)]
-    shots = [{"context": r["context"], "answer": r["answer"], "aliases": r["aliases"], "item": f"pool/{j}"}
-             for j, r in enumerate(rows[scored:])]
-    return _dataset({"test": test, "train": shots})
-
-
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces (the SQuAD/TriviaQA normalisation)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def triviaqa_exact_match(doc, results):
-    """1 when the normalised generation equals any normalised alias."""
-    pred = normalize_answer(results[0])
-    return {"exact_match": float(any(pred == normalize_answer(a) for a in doc["aliases"]))}
+    return _dataset({"validation": [_triviaqa_doc(rows[i], str(i))
+                                    for i in subsample(scored, questions[benchmark], subsample_seed)],
+                     "train": [_triviaqa_doc(r, f"pool/{j}") for j, r in enumerate(rows[scored:])]})

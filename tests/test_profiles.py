@@ -294,3 +294,41 @@ def test_device_map_is_one_of_accelerates_strategies():
     cfg["models"]["tiny-llama"]["device_map"] = "everywhere"
     with pytest.raises(CCAError, match="device_map"):
         validate_config(cfg)
+
+
+# --- memory on a local run -----------------------------------------------------------------------------------------
+
+def test_local_runs_are_limited_to_the_machines_memory(tmp_path):
+    from cca.models.scaling import machine_memory_mb
+
+    line = f"jobs running together ask for at most mem_mb={machine_memory_mb()}"
+    assert line in snakemake(workdir_with(tmp_path), "--cores", "2", "results/tiny-llama/table.csv")
+    # a limit given on the command line (or by a profile) is the run's own
+    assert "ask for at most" not in snakemake(workdir_with(tmp_path), "results/tiny-llama/table.csv", "--cores", "2",
+                                              "--resources", "mem_mb=4000")
+
+
+def test_two_jobs_that_do_not_fit_together_run_one_after_the_other(tmp_path):
+    """Two one-thread jobs (the instances of two models) on two cores, each declaring 60% of the machine's memory: the scheduler starts the
+    second only after the first has finished; with room for both (a limit given by hand) they run together."""
+    from cca.models.scaling import machine_memory_mb
+
+    def mutate(cfg):
+        cfg["profiles"]["tiny"]["resources"] = {"data": {"mem_mb": int(machine_memory_mb() * 0.6)}}
+
+    def run(workdir, *args):
+        proc = subprocess.run([*SNAKEMAKE, "results/tiny-llama/instances/main.parquet",
+                               "results/tiny-gsm/instances/main.parquet",
+                               "--directory", str(workdir), "--cores", "2", *args],
+                              capture_output=True, text=True, timeout=600, env=ENV)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        # Snakemake logs "rule instances:" when it starts a job and "Finished jobid" when one ends
+        events = [ln for ln in proc.stderr.splitlines()
+                  if ln.startswith(("rule instances", "localrule instances", "Finished job"))]
+        return ["start" if e.endswith("instances:") else "end" for e in events]
+
+    for name in ("limited", "room"):
+        (tmp_path / name).mkdir()
+    assert run(workdir_with(tmp_path / "limited", mutate)) == ["start", "end", "start", "end"]
+    both = run(workdir_with(tmp_path / "room", mutate), "--resources", f"mem_mb={2 * machine_memory_mb()}")
+    assert both[:2] == ["start", "start"]

@@ -212,6 +212,13 @@ def rule_threads(group: str, settings: dict, cores: int | None) -> int:
     return cores or CLUSTER_CPUS
 
 
+def machine_memory_mb() -> int:
+    """This machine's physical memory in MB: the ``mem_mb`` a local run's jobs may ask for together."""
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 10**6
+
+
 def memory_table(settings: dict, models=("gemma-2-2b", "gemma-2-9b", "olmo-2-7b", "olmo-2-13b")) -> str:
     """The memory arithmetic as a Markdown table: GiB on the GPUs (+ the validation engine's) and, in
     brackets, the GPUs a stage needs: for vLLM the smallest tensor-parallel size that holds the weights

@@ -9,8 +9,9 @@ from cca.config import model_settings
 from cca.errors import CCAError
 from cca.layout import VARIANTS
 from cca.localize.methods import METHODS
-from cca.models.scaling import rule_resources, rule_threads
+from cca.models.scaling import machine_memory_mb, rule_resources, rule_threads
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 ROOT = Path(workflow.basedir).parent
 RESULTS = config["results_dir"]   # the schema default is filled by validate()
@@ -25,6 +26,15 @@ CCA = (f"PYTHONPATH={shlex.quote(str(ROOT))} python -m cca.cli" if _USE_CONDA
 ENV = "../../envs/cca.yaml"
 # `snakemake` with no target builds the table of the embedded default when it is configured.
 DEFAULT_MODELS = [m for m in ("gemma-3-270m",) if m in config["models"]] or list(config["models"])[:1]
+
+
+# A local run never starts jobs together whose declared mem_mb add up to more than this machine has (every
+# rule declares its peak: cca.models.scaling). --resources mem_mb=N (or a profile's) sets another limit; a
+# cluster run (--jobs) leaves memory to the cluster.
+if workflow.resource_settings.nodes is None and "mem_mb" not in workflow.global_resources:
+    workflow.global_resources["mem_mb"] = machine_memory_mb()
+    logger.info(f"local run: jobs running together ask for at most mem_mb={machine_memory_mb()} (this machine's "
+                "memory; --resources mem_mb=N sets another limit)")
 
 
 wildcard_constraints:

@@ -87,6 +87,9 @@ def schema_errors(config: dict, schema: dict | None = None) -> list[str]:
         msg = err.message
         if err.validator == "additionalProperties":
             msg = f"unknown key ({msg}); check the spelling against workflow/schemas/config.schema.yaml"
+        elif err.validator == "oneOf" and len(err.absolute_path) == 2 and err.absolute_path[0] == "tasks":
+            msg = ("give either templates (a template directory) or records (a JSONL file of question/answer "
+                   "records), not both")
         lines.append(f"{_key_path(err.absolute_path)}: {msg}")
     return lines
 

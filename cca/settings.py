@@ -25,6 +25,9 @@ class Settings:
     """Conversion of a settings dataclass from and to plain data (nested sections included)."""
 
     schema_path: ClassVar[tuple[str, ...] | None] = None   # a config section's node in the schema
+    # fields left out of to_dict while None: a field added for a new kind of input keeps every existing
+    # configuration's JSON (and so every rule's params) as it was
+    omitted_when_none: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_dict(cls, data: dict, where: str | None = None):
@@ -50,7 +53,13 @@ class Settings:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name in self.omitted_when_none:
+                continue
+            out[f.name] = value.to_dict() if isinstance(value, Settings) else _plain(value)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -65,6 +74,17 @@ class Settings:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def _plain(value):
+    """A deep copy of a field's value as plain data (what dataclasses.asdict makes of it)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if isinstance(value, Settings) else dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _optional(hint) -> bool:

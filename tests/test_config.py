@@ -67,7 +67,7 @@ def _broken(config, mutate):
     (lambda c: c["models"].update({5: {"profile": "small"}}), r"models: 5 is not of type 'string'"),
     # a task named by a number used to end in a TypeError while listing the tasks
     (lambda c: (c["tasks"].update({7: c["tasks"]["gsm-mini"]}), c["profiles"]["small"].update(task="gsm-huge")),
-     r"profiles\.small\.task: no task named 'gsm-huge' \(tasks: gsm-symbolic, gsm-mini, 7\)"),
+     r"profiles\.small\.task: no task named 'gsm-huge' \(tasks: gsm-symbolic, gsm-mini, gsm8k-test, 7\)"),
     (lambda c: c.update(extra=_nested(60)), r"extra(\[0\]){49}: nested more than 50 levels deep"),
 ])
 def test_bad_config_names_the_key(config, mutate, message):

@@ -52,6 +52,15 @@ def generate_instances(args) -> None:
               f"answer (see cca/templates/known_defects.py): {', '.join(skipped)}")
 
 
+def record_instances(args) -> None:
+    from cca.io import write_parquet
+    from cca.tasks.records import read_records, records_frame
+
+    df = records_frame(read_records(args.records), args.name, args.n, args.seed, source=str(args.records))
+    write_parquet(df, args.out)
+    print(f"{len(df)} instances of {df['template_id'].nunique()} record group(s) of {args.records} -> {args.out}")
+
+
 def verify_instances(args) -> None:
     from cca.templates import verify_instance
 
@@ -102,6 +111,13 @@ def register(sub) -> None:
                    help="GSM-P1/P2-style set: check defaults for self-consistency, not against the stored question")
     s.add_argument("--no-check", action="store_true", help="skip the default-values check of every template")
     s.set_defaults(run=generate_instances)
+    s = inst.add_parser("records", help="draw N records per group of a JSONL task file to Parquet")
+    s.add_argument("--records", required=True, help="JSONL file of {question, answer} records")
+    s.add_argument("--name", required=True, help="set name used in template ids")
+    s.add_argument("--n", type=int, required=True, help="records per group (instances.per_template)")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(run=record_instances)
     s = inst.add_parser("verify", help="check instances (Parquet or JSONL) against their templates")
     s.add_argument("instances")
     s.add_argument("--templates", required=True)

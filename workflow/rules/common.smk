@@ -104,14 +104,32 @@ def repo_path(path):
     return p if p.is_absolute() else ROOT / p
 
 
+def unavailable(wildcards, what):
+    """An input no rule makes: the rule that asks for it does not apply, so Snakemake takes the other rule
+    that writes the same output (templates or records make a model's instances)."""
+    return f"{RESULTS}/{wildcards.model}/.{what} (not configured for this task)"
+
+
 def template_dir(wildcards):
     task = settings(wildcards)["task_config"]
     if wildcards.template_set == "main":
-        return repo_path(task["templates"])
+        return repo_path(task["templates"]) if task.get("templates") else None
     if wildcards.template_set not in task["robustness"]:
         raise WorkflowError(f"task of model {wildcards.model} has no template set '{wildcards.template_set}': "
                             f"use main or one of {sorted(task['robustness'])}")
     return repo_path(task["robustness"][wildcards.template_set])
+
+
+def template_inputs(wildcards):
+    directory = template_dir(wildcards)
+    return sorted(directory.glob("*.json")) if directory is not None else [unavailable(wildcards, "templates")]
+
+
+def records_input(wildcards):
+    records = settings(wildcards)["task_config"].get("records")
+    if records and wildcards.template_set == "main":
+        return repo_path(records)
+    return unavailable(wildcards, "records")
 
 
 def template_set_flags(wildcards):

@@ -1,9 +1,9 @@
-# Templates -> instances -> per-seed train/val/test splits.
+# Templates (or a JSONL file of records) -> instances -> per-seed train/val/test splits.
 
 
 rule instances:
     input:
-        lambda w: sorted(template_dir(w).glob("*.json")),
+        template_inputs,
     output:
         f"{RESULTS}/{{model}}/instances/{{template_set}}.parquet",
     params:
@@ -23,6 +23,30 @@ rule instances:
     shell:
         "{CCA} instances generate --templates {params.templates} --n {params.n} --seed {params.seed}"
         " {params.flags} --out {output} 2> {log} || {{ tail -n 3 {log} >&2; exit 1; }}"
+
+
+# A task of records (tasks.<task>.records) instead of templates: the same table (cca.tasks.records)
+rule record_instances:
+    input:
+        records_input,
+    output:
+        f"{RESULTS}/{{model}}/instances/{{template_set}}.parquet",
+    params:
+        name=lambda w: settings(w)["task_config"].get("set_name") or Path(records_input(w)).stem,
+        n=lambda w: settings(w)["instances"]["per_template"],
+        seed=lambda w: settings(w)["instances"]["seed"],
+    threads: group_threads("data")
+    resources:
+        **group_resources("data"),
+    conda:
+        ENV
+    log:
+        log_path("instances_{template_set}"),
+    benchmark:
+        bench_path("instances_{template_set}")
+    shell:
+        "{CCA} instances records --records {input} --name {params.name} --n {params.n} --seed {params.seed}"
+        " --out {output} 2> {log} || {{ tail -n 3 {log} >&2; exit 1; }}"
 
 
 rule splits:

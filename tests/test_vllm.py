@@ -86,6 +86,9 @@ def test_vllm_reloads_updated_weights_in_place(tmp_path):
         model.save_pretrained(tmp_path / "merged")
     tok.save_pretrained(tmp_path / "merged")
     engine = VLLMBackend(checkpoint_path(tmp_path / "ckpt"), dtype="float32", max_model_len=512)
-    assert [o[0].token_ids for o in engine.generate(prompts, spec)] == base_hf
-    engine.reload_weights(tmp_path / "merged")
-    assert [o[0].token_ids for o in engine.generate(prompts, spec)] == new_hf
+    try:
+        assert [o[0].token_ids for o in engine.generate(prompts, spec)] == base_hf
+        engine.reload_weights(tmp_path / "merged")
+        assert [o[0].token_ids for o in engine.generate(prompts, spec)] == new_hf
+    finally:
+        engine.close()

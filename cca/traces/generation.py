@@ -209,6 +209,13 @@ class VLLMBackend:
         return [[canonical_completion(self.tokenizer, o.token_ids, spec.stop, self.eos, spec.max_new_tokens)
                  for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]
 
+    def close(self) -> None:
+        """Stop the engine's processes now. Left to the interpreter's exit, vLLM's shutdown logs to streams
+        that may already be closed (under pytest's capture, for one) and prints logging tracebacks."""
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
     def reload_weights(self, checkpoint_dir) -> None:
         """Load new weights (a Hugging Face checkpoint directory) into the running engine, in place,
         and drop the prefix cache computed with the old ones."""

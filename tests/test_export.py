@@ -92,9 +92,10 @@ def test_export_command_writes_a_peft_adapter_and_a_merged_model_with_model_card
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
+    from cca.circuits.mask_file import save_mask
     from cca.cli import main
+    from cca.models.components import component_map
     from cca.models.registry import load_model, prepare_model
-    from cca.update.export import selected_per_layer
 
     prepare_model("tiny-llama", tmp_path / "ckpt")
     model, _ = load_model(tmp_path / "ckpt")
@@ -111,7 +112,17 @@ def test_export_command_writes_a_peft_adapter_and_a_merged_model_with_model_card
                               "template_id": [f"t{i % 4}" for i in range(40)]})
     questions.assign(correct=[i % 3 == 0 for i in range(40)]).to_parquet(tmp_path / "orig.parquet")
     questions.assign(correct=[i % 2 == 0 for i in range(40)]).to_parquet(tmp_path / "this.parquet")
-    main(["export", "--checkpoint", str(tmp_path / "ckpt"), "--update-dir", str(run), "--math",
+    # a mask selecting the first head of each kind in layer 0 and three neurons of layer 1
+    sites = component_map(load_model(tmp_path / "ckpt")[0]).sites
+    selected = {site.name: torch.zeros(site.count, dtype=torch.bool) for site in sites}
+    for site in sites:
+        if site.layer == 0 and site.kind != "mlp":
+            selected[site.name][0] = True
+        if site.layer == 1 and site.kind == "mlp":
+            selected[site.name][:3] = True
+    save_mask(tmp_path / "mask.safetensors", {}, selected, {"lambda": 0.1})
+    main(["export", "--checkpoint", str(tmp_path / "ckpt"), "--update-dir", str(run), "--mask",
+          str(tmp_path / "mask.safetensors"), "--math",
           str(tmp_path / "this.parquet"), "--original-math", str(tmp_path / "orig.parquet"), "--out", str(tmp_path / "out")])
 
     with merged(model, wrapped):
@@ -127,5 +138,16 @@ def test_export_command_writes_a_peft_adapter_and_a_merged_model_with_model_card
         assert "validation accuracy 37.5 (base model 25.0" in card and "lambda 0.1, lr 3e-05, step 4" in card
         # test: 50.0 vs 35.0 (per-template means), the difference with its interval
         assert "| test | 50.0 | 35.0 | +15.0 [" in card and "cca export --checkpoint" in card
-    assert selected_per_layer({"layers.1.q": torch.tensor([True, False, True]), "layers.0.mlp": torch.ones(4).bool(),
-                               "layers.1.mlp": torch.zeros(4).bool()}) == {0: {"mlp": 4}, 1: {"q": 2, "mlp": 0}}
+        # heads and neurons per layer, from the mask over the model's components
+        assert "| layer | k | mlp | q | v |\n|---|---|---|---|---|\n| 0 | 1 | 0 | 1 | 1 |\n| 1 | 0 | 3 | 0 | 0 |" in card
+
+
+def test_export_needs_both_math_tables(tmp_path):
+    from cca.cli import main
+
+    (tmp_path / "run").mkdir()
+    for name in ("update.json", "delta.safetensors"):
+        (tmp_path / "run" / name).write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", str(tmp_path), "--update-dir", str(tmp_path / "run"), "--math", "m.parquet",
+              "--out", str(tmp_path / "out")])

@@ -32,27 +32,32 @@ def export(args) -> None:
 
     from safetensors import safe_open
 
+    from cca.circuits.dcm import count_table
     from cca.circuits.mask_file import load_mask
     from cca.errors import CCAError
     from cca.io import atomic_dir
-    from cca.models.registry import checkpoint_path, load_model
-    from cca.update.export import lora_adapter, model_card, selected_per_layer
+    from cca.models.components import component_map
+    from cca.models.registry import MODEL_JSON, checkpoint_path, load_model
+    from cca.update.export import lora_adapter, model_card
 
     run = Path(args.update_dir)
     summary_path, delta_path = run / "update.json", run / "delta.safetensors"
     for p in (summary_path, delta_path):
         if not p.is_file():
             raise CCAError(f"{p} is missing: export a finished masked update (cca update --variant mask or random)")
+    if bool(args.math) != bool(args.original_math):
+        raise CCAError("the card's test results need both --math (this run's) and --original-math (the original's)")
     summary = json.loads(summary_path.read_text())
     with safe_open(str(delta_path), framework="pt") as f:
         axes = json.loads((f.metadata() or {}).get("axes", "{}"))
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     if not axes:
         raise CCAError(f"{delta_path} holds no delta: the update kept the base model, there is nothing to export")
-    meta = json.loads((Path(args.checkpoint) / "model.json").read_text()) if (
-        Path(args.checkpoint) / "model.json").is_file() else {}
+    meta_path = Path(args.checkpoint) / MODEL_JSON
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     base_model = meta.get("repo_id") or meta.get("name") or str(args.checkpoint)
-    per_layer = selected_per_layer(load_mask(args.mask)[0]) if args.mask else None
+    model, tokenizer = load_model(args.checkpoint, dtype="float32")
+    per_layer = count_table(component_map(model), load_mask(args.mask)[0]) if args.mask else None
     test = test_results(args.math, args.original_math) if args.math else None
     options = [("--checkpoint", args.checkpoint), ("--update-dir", args.update_dir), ("--mask", args.mask),
                ("--math", args.math), ("--original-math", args.original_math), ("--out", args.out)]
@@ -61,7 +66,6 @@ def export(args) -> None:
             "base_weights": meta.get("note") if meta.get("source") == "embedded" else None}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(args.checkpoint, dtype="float32")
     with atomic_dir(out / "adapter") as tmp:
         peft_model = lora_adapter(model, tensors, axes)
         peft_model.save_pretrained(tmp)

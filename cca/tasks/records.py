@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -37,8 +38,7 @@ def numeric_answer(answer) -> tuple[float, str, str]:
     solution = ""
     text = answer.strip()
     if "####" in text:
-        solution, _, text = text.rpartition("####")
-        solution, text = answer.strip(), text.strip()
+        solution, text = text, text.rpartition("####")[2].strip()
     m = _NUMBER.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a number")
@@ -77,7 +77,7 @@ def read_records(path: str | Path) -> list[dict]:
         ids[rid] = n
         records.append({"id": rid, "group": str(rec.get("group", "all")), "question": str(rec["question"]),
                         "answer": text, "answer_value": value,
-                        "solution": solution, "line": n})
+                        "solution": solution})
     if not records:
         raise CCAError(f"task records {p} hold no record")
     return records
@@ -95,7 +95,7 @@ def records_frame(records: list[dict], set_name: str, per_group: int, seed: int,
         if len(members) < per_group:
             raise CCAError(f"{source}: group {group!r} has {len(members)} records but instances.per_template is "
                            f"{per_group}: lower it (and the split sizes) or add records")
-        rng = np.random.default_rng([seed, *group.encode()])
+        rng = np.random.default_rng([seed, zlib.crc32(group.encode())])   # as cca.tasks.splits seeds a template
         chosen = sorted(rng.choice(len(members), size=per_group, replace=False).tolist())
         template_id = f"{set_name}/{group}"
         for index in chosen:

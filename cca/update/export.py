@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
+import pandas as pd
 import torch
 
 from cca.errors import CCAError
@@ -71,23 +72,13 @@ def lora_adapter(model, tensors: Mapping[str, torch.Tensor], axes: Mapping[str, 
     return peft_model
 
 
-def selected_per_layer(selected: Mapping[str, torch.Tensor]) -> dict[int, dict[str, int]]:
-    """``{layer: {kind: count}}`` of a mask's selection (sites ``layers.<i>.<kind>``: q, k, v, mlp)."""
-    out: dict[int, dict[str, int]] = {}
-    for site, chosen in selected.items():
-        parts = site.split(".")
-        if len(parts) != 3 or parts[0] != "layers":
-            raise CCAError(f"mask site {site!r} is not of the form layers.<i>.<kind>")
-        out.setdefault(int(parts[1]), {})[parts[2]] = int(chosen.sum())
-    return dict(sorted(out.items()))
-
-
-def model_card(*, base_model: str, library: str, summary: dict, per_layer: dict[int, dict[str, int]] | None,
+def model_card(*, base_model: str, library: str, summary: dict, per_layer: pd.DataFrame | None,
                test: dict | None, command: str, base_weights: str | None = None,
                task: str = "gsm-symbolic math word problems") -> str:
     """README.md of an exported folder in the Hugging Face hub's format (YAML front matter, then Markdown).
 
-    ``summary``: the run's update.json; ``per_layer``: ``selected_per_layer`` of its mask (None without one);
+    ``summary``: the run's update.json; ``per_layer``: ``cca.circuits.dcm.count_table`` of its mask (layer, kind,
+    selected, total; None without one);
     ``test``: ``{set: {"accuracy", "original", "diff", "lo", "hi", "n"}}`` in points, from this run's and the
     original model's math evaluation (None when not evaluated); ``base_weights``: where the base weights come
     from when they are not the hub's (the embedded default is dequantised from a GGUF package)."""
@@ -114,12 +105,11 @@ def model_card(*, base_model: str, library: str, summary: dict, per_layer: dict[
               f"(base model {100 * summary['base_val_accuracy']:.1f}; mean of per-template exact match)"]
     if summary.get("trainable_delta_values"):
         lines.append(f"- values in the delta: {summary['trainable_delta_values']:,}")
-    if per_layer:
-        kinds = sorted({k for counts in per_layer.values() for k in counts})
+    if per_layer is not None:
+        table = per_layer.pivot_table(index="layer", columns="kind", values="selected", aggfunc="sum", fill_value=0)
         lines += ["", "## Selected components per layer", "",
-                  "| layer | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-        lines += [f"| {layer} | " + " | ".join(str(counts.get(k, 0)) for k in kinds) + " |"
-                  for layer, counts in per_layer.items()]
+                  "| layer | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
+        lines += [f"| {layer} | " + " | ".join(str(int(v)) for v in row) + " |" for layer, row in table.iterrows()]
     if test:
         lines += ["", "## Test results", "",
                   "Greedy exact match x100 (mean of per-template accuracies); the difference to the base model with "

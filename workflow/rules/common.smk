@@ -32,9 +32,9 @@ DEFAULT_MODELS = [m for m in ("gemma-3-270m",) if m in config["models"]] or list
 # rule declares its peak: cca.models.scaling). --resources mem_mb=N (or a profile's) sets another limit; a
 # cluster run (--jobs) leaves memory to the cluster.
 if workflow.resource_settings.nodes is None and "mem_mb" not in workflow.global_resources:
-    workflow.global_resources["mem_mb"] = machine_memory_mb()
-    logger.info(f"local run: jobs running together ask for at most mem_mb={machine_memory_mb()} (this machine's "
-                "memory; --resources mem_mb=N sets another limit)")
+    workflow.global_resources["mem_mb"] = _machine_mb = machine_memory_mb()
+    logger.info(f"local run: jobs running together ask for at most mem_mb={_machine_mb} (this machine's memory; "
+                "--resources mem_mb=N sets another limit)")
 
 
 wildcard_constraints:

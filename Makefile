@@ -1,5 +1,5 @@
 # Two commands for a newcomer:
-#   make run    install, then build results/gemma-3-270m/table.csv (the embedded default model)
+#   make run    install, then build results/gemma-3-270m/table.csv and its browser page (the embedded default)
 #   make test   install, then run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -21,9 +21,10 @@ $(BIN)/cca: pyproject.toml
 install: $(BIN)/cca
 
 run: install
-	$(BIN)/snakemake --cores all results/$(MODEL)/table.csv
+	$(BIN)/snakemake --cores all results/$(MODEL)/table.csv results/$(MODEL)/browser/index.html
 
 test: install
+	tests/tools/install_chromium.sh
 	$(BIN)/python -m pytest -q
 
 clean-venv:

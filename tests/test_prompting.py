@@ -1,8 +1,8 @@
 import pytest
 
 from cca.errors import CCAError
-from cca.tasks.prompting import (build_prompt, extract_answer, gsm8k_solution_to_cot, is_correct, load_exemplars,
-                           truncate_completion)
+from cca.tasks.prompting import (Choice, build_prompt, extract_answer, extract_choice, gold_answer, gold_answers,
+                                 gsm8k_solution_to_cot, is_correct, load_exemplars, truncate_completion)
 from cca.config import ROOT
 
 EXEMPLAR = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
@@ -65,3 +65,60 @@ def test_is_correct():
     assert not is_correct(32.0, 32.5)
     assert not is_correct(None, 1)
     assert not is_correct(float("nan"), 1)
+
+
+@pytest.mark.parametrize("completion,expected", [
+    (" Plants need light. The answer is (B).\n\nQ: next", "B"),
+    (" The final answer is C.", "C"),
+    (" So the answer is D because it is warm.", "D"),
+    (" The answer is A, then B.", "A"),                                 # the first letter of the sentence
+    (" Light is energy.\nThe answer is B.", "B"),
+    (" The answer is light.", None),                                   # no standalone capital letter
+    (" It is B.", None),                                               # no 'answer is' sentence
+    (" 3.5 is right.\nQ: x. The answer is A.", None),                  # answer only after the next question
+])
+def test_extract_choice(completion, expected):
+    assert extract_choice(completion) == expected
+
+
+def test_gold_answers_follow_the_answer_format():
+    import pandas as pd
+
+    assert gold_answer(2.0, "choice") == Choice("C") and gold_answer(2.0, None) == 2.0
+    assert gold_answer(2.5, "number") == 2.5
+    numeric = pd.DataFrame({"answer_value": [1.0, 2.5]})
+    assert gold_answers(numeric) == [1.0, 2.5]
+    mixed = pd.DataFrame({"answer_value": [0.0, 3.0], "answer_format": ["choice", "number"]})
+    assert gold_answers(mixed) == [Choice("A"), 3.0]
+
+
+class _Decoder:
+    """A tokenizer whose ids are the characters' code points."""
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids)
+
+
+@pytest.mark.parametrize("text,gold,expected", [
+    (" The answer is (B).", Choice("B"), (1.0, True)),
+    (" The answer is (B).", Choice("C"), (1.0, False)),
+    (" The answer is unclear.", Choice("A"), (None, False)),
+    (" The answer is 12.", 12.0, (12.0, True)),
+])
+def test_score_reads_a_letter_for_a_choice_and_a_number_otherwise(text, gold, expected):
+    from cca.traces.build import score
+
+    ids = [ord(c) for c in text]
+    assert score(_Decoder(), ids[:5], ids[5:], gold) == expected
+
+
+def test_a_multiple_choice_exemplar_is_laid_out_as_the_questions_are(tmp_path):
+    import json
+
+    path = tmp_path / "ex.jsonl"
+    path.write_text(json.dumps({"question": "What do plants need?", "choices": ["rock", "light"],
+                                "answer": "Plants make food from light.\n#### B"}) + "\n")
+    ex = load_exemplars(path, [0])
+    assert ex[0]["question"] == "What do plants need?\nA. rock\nB. light"
+    prompt = build_prompt("Q2\nA. x\nB. y", ex)
+    assert "Plants make food from light. The final answer is B.\n" in prompt
+    assert extract_choice(" Plants make food from light. The final answer is B.") == "B"

@@ -102,3 +102,51 @@ def test_a_task_has_templates_or_records(task):
     cfg["tasks"]["odd"] = task
     with pytest.raises(CCAError, match="tasks.odd: give either templates .* or records"):
         validate_config(cfg)
+
+
+def test_multiple_choice_records_take_a_letter_an_index_or_the_choice_text(tmp_path):
+    choices = ["rock", "light", "sand"]
+    rows = [{"question": "What do plants need?", "choices": choices, "answer": a} for a in ("B", 1, "light")]
+    rows.append({"question": "How many legs has a cat?", "answer": "4"})
+    records = read_records(_write(tmp_path / "mc.jsonl", rows))
+    assert [r["answer_value"] for r in records[:3]] == [1.0, 1.0, 1.0]
+    assert {r["answer"] for r in records[:3]} == {"B"} and records[0]["answer_format"] == "choice"
+    assert records[0]["question"] == "What do plants need?\nA. rock\nB. light\nC. sand"
+    assert records[3]["answer_format"] == "number" and records[3]["answer_value"] == 4.0
+    df = records_frame(records, "mc", per_group=4, seed=0)
+    assert sorted(df["answer_format"]) == ["choice"] * 3 + ["number"]
+    # a numeric task's table has no answer_format column: every later stage reads its answers as numbers
+    numeric = records_frame(records[3:], "n", per_group=1, seed=0)
+    assert "answer_format" not in numeric.columns
+
+
+@pytest.mark.parametrize("record,message", [
+    ({"question": "q", "choices": ["a", "b"], "answer": "C"}, "neither a letter A-B, an index nor one of the choices"),
+    ({"question": "q", "choices": ["a", "b"], "answer": 2}, "index 2 is outside the 2 choices"),
+    ({"question": "q", "choices": ["a"], "answer": "A"}, "choices must be a list of 2 to 26"),
+    ({"question": "q", "choices": "a, b", "answer": "A"}, "choices must be a list"),
+    ({"question": "q", "choices": ["a", ""], "answer": "A"}, "non-empty strings"),
+    ({"question": "q", "choices": ["a", "b"], "answer": True}, "a boolean is not a choice"),
+])
+def test_bad_multiple_choice_records_are_refused_naming_the_line(tmp_path, record, message):
+    path = _write(tmp_path / "bad.jsonl", [{"question": "ok", "answer": 1}, record])
+    with pytest.raises(CCAError, match=message) as e:
+        read_records(path)
+    assert f"{path}" in str(e.value) and "line 2" in str(e.value)
+
+
+def test_a_multiple_choice_solution_is_kept_for_lora():
+    from cca.tasks.records import choice_answer
+
+    assert choice_answer("Plants use light.\n#### B", ["rock", "light"]) == 1
+
+
+def test_lora_refuses_training_instances_without_a_solution(tmp_path):
+    """A records task of bare answers has nothing for LoRA to train on: one line saying what to give."""
+    from cca.update.lora import require_solutions
+
+    rows = [{"question": "q0", "answer": "0 + 1 = 1\n#### 1"}, {"id": "bare", "question": "q1", "answer": 2}]
+    train = records_frame(read_records(_write(tmp_path / "t.jsonl", rows)), "t", per_group=2, seed=0)
+    with pytest.raises(CCAError, match=r"1 of its 2 training instances have none \(e.g. t/all#bare\)"):
+        require_solutions(train)
+    require_solutions(train[train["instance_id"] != "t/all#bare"])

@@ -375,6 +375,52 @@ def test_whole_dag_builds_a_table_of_numbers_from_the_artifacts(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def _ok_pairs(base, methods=("prefix", "branching")) -> int:
+    return int(sum((pd.read_parquet(base / f"seed0/error_localization_{m}.parquet")["status"] == "ok").sum()
+                   for m in methods))
+
+
+def test_browser_page_is_built_from_the_run_artifacts(workdir):
+    """browser/index.html: one block per Error-Localization pair, and components.parquet with one row per
+    component selected by each method's chosen mask."""
+    from cca.circuits.mask_file import load_mask
+    from cca.update.sweep import chosen_lambda
+
+    base = workdir / "results/tiny-gsm"
+    snakemake(workdir, "--cores", "2", "results/tiny-gsm/browser/index.html", timeout=1800)
+    page = (base / "browser/index.html").read_text()
+    assert page.count('<details class="pair"') == _ok_pairs(base) > 0
+    comps = pd.read_parquet(base / "browser/components.parquet")
+    for method in ("prefix", "branching"):
+        run = base / f"seed0/{method}/mask"
+        summary = json.loads((run / "update.json").read_text())
+        lam = chosen_lambda(summary["best"], pd.read_parquet(run / "curve.parquet").to_dict("records"))
+        meta = load_mask(base / f"seed0/{method}/masks/lambda{lam:g}.safetensors")[1]
+        mine = comps[comps["method"] == method]
+        assert len(mine) == meta["selected"] and mine["dla_mean"].notna().all()
+        assert (mine["delta_norm"] > 0).any() == (summary["chosen"] == "updated")
+        assert f'id="{method}"' in page
+
+
+def test_browser_page_loads_in_headless_chromium_without_errors(workdir):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; make test tries to): the page "
+                    "was checked as text only")
+    base = workdir / "results/tiny-gsm"
+    page = base / "browser/index.html"
+    if not page.is_file():
+        snakemake(workdir, "--cores", "2", "results/tiny-gsm/browser/index.html", timeout=1800)
+    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    assert 'data-ready="1"' in body, "the page's script did not run to its end"
+    assert "data-errors" not in dom[:dom.index("<head")], re.search(r'data-errors="([^"]*)"', dom)
+    assert f'data-pairs="{_ok_pairs(base)}"' in body and 'data-broken-images="0"' in body, body
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["profiles"]["tiny"]["dcm"]["lamdbas"] = [0.1]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cca.cli import config, dcm, evaluation, export, generation, instances, localization, lora, models, table, update
+from cca.cli import (browser, config, dcm, evaluation, export, generation, instances, localization, lora, models,
+                     table, update)
 from cca.errors import CCAError
 
-MODULES = (models, instances, generation, localization, dcm, update, lora, evaluation, table, config, export)
+MODULES = (models, instances, generation, localization, dcm, update, lora, evaluation, table, browser, config, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ def lora(args) -> None:
     from cca.config import ROOT
     from cca.io import atomic_dir, read_parquet, write_json, write_parquet
     from cca.traces.build import prompt_texts, tokenize_prompts
-    from cca.update.lora import add_lora, save_adapter, solution_completion
+    from cca.update.lora import add_lora, require_solutions, save_adapter, solution_completion
     from cca.update.sweep import LoRARuns, choose
     from cca.update.validation import load_trained_model
 
@@ -65,6 +65,7 @@ def lora(args) -> None:
     if train.empty:
         raise CCAError(f"no training instances for LoRA: {args.accuracy} has no template below the accuracy "
                        "threshold with train instances (template_filter.max_base_accuracy, splits.train)")
+    require_solutions(train)
     torch.manual_seed(args.seed)
     model, tokenizer = load_trained_model(args.checkpoint, st.generation, st.device_map)
     prompts = tokenize_prompts(tokenizer, prompt_texts(train, st.task, ROOT))

@@ -20,7 +20,9 @@ COLUMNS = ["instance_id", "template_id", "method", "status", "prefix_ids", "pref
 def pairs_table(greedy: pd.DataFrame, opposite: pd.DataFrame) -> pd.DataFrame:
     """Join found opposite traces with their greedy traces."""
     found = opposite[opposite["found"]]
-    return found.merge(greedy[["instance_id", "prompt_ids", "completion_ids", "answer_value"]], on="instance_id")
+    columns = ["instance_id", "prompt_ids", "completion_ids", "answer_value"]
+    columns += ["answer_format"] if "answer_format" in greedy.columns else []
+    return found.merge(greedy[columns], on="instance_id")
 
 
 def localize(pairs: pd.DataFrame, method: str, tokenizer, backend: Backend | None, max_new_tokens: int,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from cca.errors import CCAError
 from cca.localize.pivots import branching_bisect, branching_scan, drive_searches, prefix_pivot
+from cca.tasks.prompting import gold_answer
 from cca.traces.build import score, truncate_completion_ids
 from cca.traces.generation import Backend, SamplingSpec
 
@@ -59,7 +60,8 @@ def branching_pivots(pairs: pd.DataFrame, backend: Backend, max_new_tokens: int,
         for (key, k), out, b in zip(requests, outs, budgets):
             c = truncate_completion_ids(out[0], b, tok)
             r = by_id[key]
-            _, ok = score(tok, list(r.opposite_ids[:k]), c.token_ids, r.answer_value)
+            _, ok = score(tok, list(r.opposite_ids[:k]), c.token_ids,
+                          gold_answer(r.answer_value, getattr(r, "answer_format", None)))
             answers[(key, k)] = (tuple(c.token_ids), ok)
         return answers
 

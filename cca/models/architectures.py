@@ -10,7 +10,8 @@ names its projections alike (``PROJECTIONS``: q/k/v/o_proj in the attention, a g
 whose down_proj input is act(gate) * up) and, where queries and keys are normalised after projection, the
 norms ``q_norm`` / ``k_norm`` in the attention (``QK_NORMS``). The component map (cca.models.components),
 the tiny test models (cca.models.tiny), the final soft-capping of the shared-prefix forward
-(cca.models.shared_prefix) and the memory arithmetic (cca.models.scaling) read this table.
+(cca.models.shared_prefix), the direct logit attribution (cca.circuits.attribution) and the memory arithmetic
+(cca.models.scaling) read this table.
 """
 from __future__ import annotations
 
@@ -46,23 +47,26 @@ class Architecture:
                                        # the memory arithmetic counts the LM head by it
     own_head_dim: bool = False         # config.head_dim is set on its own, not hidden_size / heads
     sliding_window: bool = False       # some layers attend only within config.sliding_window
+    post_norms: tuple[str, str] | None = None  # a layer's norms of its attention and MLP outputs, applied before
+                                       # they join the residual stream (None: outputs are added as they are)
     tiny: str | None = None            # the name of its tiny test model (cca.models.tiny), if it has one
 
 
 _CAPS = dict(attn_softcap="attn_logit_softcapping", final_softcap="final_logit_softcapping")  # Gemma-2 and -3
+_POST = ("post_attention_layernorm", "post_feedforward_layernorm")  # Gemma-2/-3 and OLMo-2: post-norms
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.model_type: a
     for a in [
         Architecture("gemma", "GemmaConfig", tied_embeddings=True, own_head_dim=True),
         Architecture("gemma2", "Gemma2Config", **_CAPS, tied_embeddings=True, own_head_dim=True,
-                     sliding_window=True, tiny="gemma2"),
+                     sliding_window=True, post_norms=_POST, tiny="gemma2"),
         Architecture("gemma3_text", "Gemma3TextConfig", qk_norm="bhtd", **_CAPS, tied_embeddings=True,
-                     own_head_dim=True, sliding_window=True, tiny="gemma3"),
+                     own_head_dim=True, sliding_window=True, post_norms=_POST, tiny="gemma3"),
         # the multimodal wrapper: its text decoder is a gemma3_text model inside model.language_model
         Architecture("gemma3", "Gemma3Config", layers="model.language_model.layers", qk_norm="bhtd",
-                     **_CAPS, tied_embeddings=True, own_head_dim=True, sliding_window=True),
-        Architecture("olmo2", "Olmo2Config", qk_norm="bt(hd)", tiny="olmo2"),
+                     **_CAPS, tied_embeddings=True, own_head_dim=True, sliding_window=True, post_norms=_POST),
+        Architecture("olmo2", "Olmo2Config", qk_norm="bt(hd)", post_norms=_POST, tiny="olmo2"),
         Architecture("llama", "LlamaConfig", tiny="llama"),
         Architecture("mistral", "MistralConfig"),
         Architecture("qwen2", "Qwen2Config", tiny="qwen2"),

@@ -13,7 +13,8 @@ import pandas as pd
 from cca.errors import CCAError
 from cca.traces.generation import Backend, Completion, SamplingSpec, check_lengths
 from cca.tasks.config import TaskConfig
-from cca.tasks.prompting import build_prompt, extract_answer, is_correct, load_exemplars
+from cca.tasks.prompting import (LETTERS, Choice, build_prompt, extract_answer, extract_choice, gold_answer,
+                                 is_correct, load_exemplars)
 
 
 def prompt_texts(instances: pd.DataFrame, task: TaskConfig, root) -> list[str]:
@@ -30,8 +31,12 @@ def tokenize_prompts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 
 def score(tokenizer, prefix_ids: Sequence[int], completion: Sequence[int], gold) -> tuple[float | None, bool]:
-    """Prediction and correctness of a completion (optionally continuing ``prefix_ids`` of the trace)."""
+    """Prediction and correctness of a completion (optionally continuing ``prefix_ids`` of the trace); ``gold``
+    is a number or a ``Choice`` (cca.tasks.prompting.gold_answer), whose prediction is the letter's index."""
     text = tokenizer.decode(list(prefix_ids) + list(completion), skip_special_tokens=True)
+    if isinstance(gold, Choice):
+        letter = extract_choice(text)
+        return (float(LETTERS.index(letter)) if letter else None), letter == gold.letter
     pred = extract_answer(text)
     return pred, is_correct(pred, gold)
 
@@ -71,13 +76,16 @@ def greedy_traces(backend: Backend, instances: pd.DataFrame, prompts: list[list[
     rows = []
     for (_, inst), prompt, out, err in zip(instances.iterrows(), prompts, outs, errors):
         c = out[0] if out else None
-        pred, ok = score(backend.tokenizer, [], c.token_ids, inst["answer_value"]) if c else (None, False)
+        gold = gold_answer(inst["answer_value"], inst.get("answer_format"))
+        pred, ok = score(backend.tokenizer, [], c.token_ids, gold) if c else (None, False)
         rows.append({
             "instance_id": inst["instance_id"], "template_id": inst["template_id"],
             "prompt_ids": prompt, "completion_ids": list(c.token_ids) if c else [],
             "completion_text": c.text if c else None, "finish_reason": c.finish_reason if c else None,
             "answer": inst["answer"], "answer_value": float(inst["answer_value"]), "prediction": pred, "correct": ok, "error": err,
         })
+        if "answer_format" in instances.columns:      # a multiple-choice task's rows carry their format on
+            rows[-1]["answer_format"] = inst["answer_format"]
     return pd.DataFrame(rows)
 
 
@@ -156,8 +164,9 @@ def opposite_traces(backend: Backend, greedy: pd.DataFrame, targets: pd.DataFram
                                        "opposite_correct", "error"])
 
 
-def _gold(g: pd.DataFrame, instance_id: str) -> float:
-    return float(g.at[instance_id, "answer_value"])
+def _gold(g: pd.DataFrame, instance_id: str):
+    fmt = g.at[instance_id, "answer_format"] if "answer_format" in g.columns else None
+    return gold_answer(g.at[instance_id, "answer_value"], fmt)
 
 
 def truncate_completion_ids(c: Completion, budget: int, tokenizer) -> Completion:

@@ -25,6 +25,15 @@ def solution_completion(solution: str) -> str:
     return " " + gsm8k_solution_to_cot(solution) + "\n"
 
 
+def require_solutions(train) -> None:
+    """LoRA trains on gold solutions: every training instance needs one (a records task may give bare answers)."""
+    unsolved = train[train["solution"].fillna("").str.strip() == ""]
+    if len(unsolved):
+        raise CCAError(f"LoRA trains on gold solutions, but {len(unsolved)} of its {len(train)} training instances "
+                       f"have none (e.g. {unsolved['instance_id'].iloc[0]}): give those records a solution that ends "
+                       "in '#### <answer>' (docs/configuration.md: the LoRA baseline of every run needs them)")
+
+
 def add_lora(model, s: LoRAConfig):
     """Wrap ``model`` with fresh LoRA adapters (B = 0: the wrapped model computes what the base does)."""
     from peft import LoraConfig, get_peft_model

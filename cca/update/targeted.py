@@ -129,7 +129,7 @@ def exact_match(templates: list[str], correct: list[bool]) -> dict:
             "mean": float(df["correct"].mean()), "n": len(df)}
 
 
-def val_accuracy(backend, prompts: list[list[int]], gold: list[float], templates: list[str],
+def val_accuracy(backend, prompts: list[list[int]], gold: list, templates: list[str],
                  max_new_tokens: int) -> dict:
     """Greedy exact match of the model behind ``backend`` (see ``exact_match``)."""
     from cca.traces.generation import SamplingSpec

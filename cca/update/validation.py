@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from cca.errors import CCAError
+from cca.tasks.prompting import gold_answers
 from cca.traces.config import GenerationConfig
 from cca.update.targeted import exact_match, val_accuracy
 
@@ -68,7 +69,7 @@ class Validator:
                  tokenizer, workdir):
         gen = generation.replace(dtype=eval_dtype)
         self.prompts = [[int(t) for t in p] for p in val["prompt_ids"]]
-        self.gold = [float(v) for v in val["answer_value"]]
+        self.gold = gold_answers(val)
         self.templates = list(val["template_id"])
         self.max_new_tokens = gen.max_new_tokens
         # Generated in the validation dtype with the same max_new_tokens, the greedy traces are the base

@@ -31,13 +31,6 @@ class Attribution:
     logit_diff: torch.Tensor  # (pairs,) desired - undesired logit before any final soft cap
 
 
-def _module(model, path: str):
-    obj = model
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def norm_gain(norm, width: int, device) -> tuple[torch.Tensor, float]:
     """(g, eps) of an RMS norm module, ``norm(v) = v * g / sqrt(mean(v^2) + eps)``: ``g`` read from its
     output on ones, so the module's own weight convention (``w`` or ``1 + w``) applies."""
@@ -60,8 +53,8 @@ def direct_logit_attribution(model, cmap: ComponentMap, prefixes: Sequence[Seque
     """The direct contribution of every head and neuron to the logit difference at each prefix's last position
     (one forward per prefix; ``progress``: called once per prefix)."""
     arch = architecture_of(model.config)
-    layers = _module(model, arch.layers)
-    final_norm = _module(model, arch.layers.rsplit(".", 1)[0] + ".norm")   # beside the layers
+    layers = model.get_submodule(arch.layers)
+    final_norm = model.get_submodule(arch.layers.rsplit(".", 1)[0] + ".norm")   # beside the layers
     unembed = model.get_output_embeddings().weight
     width, device = unembed.shape[1], unembed.device
     final_gain = norm_gain(final_norm, width, device)

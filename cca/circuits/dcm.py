@@ -204,7 +204,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_size, gamma=settings.lr_gamma)
     batch = min(settings.batch_size, n) if settings.step == "batched" else 0
     states = ExampleStates(model, prefixes, settings.cache_budget_gib * 2**30, batch)
-    bar = _bar(progress, n, "DCM: caching example states")
+    bar = progress_bar(progress, n, "DCM: caching example states")
     states.precompute(bar)
     if bar:
         bar.close()
@@ -213,7 +213,7 @@ def train_mask(model, cmap: ComponentMap, prefixes: Sequence[Sequence[int]], des
     patience = max(1, math.ceil(settings.early_stop_fraction * batches_per_epoch))
     history, last_count, flat, started = [], mask.numel(), 0, False
     epochs_run, stopped, lr_lambda, epoch_seconds = 0, False, 0.0, []
-    bar = _bar(progress, settings.epochs * batches_per_epoch, f"DCM lambda={lam:g}")
+    bar = progress_bar(progress, settings.epochs * batches_per_epoch, f"DCM lambda={lam:g}")
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         order = torch.randperm(n, generator=gen).tolist()
@@ -264,7 +264,8 @@ def count_table(cmap: ComponentMap, selected: dict[str, torch.Tensor]):
     return pd.DataFrame(rows)
 
 
-def _bar(enabled: bool, total: int, desc: str):
+def progress_bar(enabled: bool, total: int, desc: str):
+    """A tqdm bar of ``total`` steps, or None when progress is off."""
     if not enabled:
         return None
     from tqdm.auto import tqdm

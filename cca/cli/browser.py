@@ -10,16 +10,16 @@ def browser(args) -> None:
     from pathlib import Path
 
     import pandas as pd
-    from safetensors import safe_open
 
     from cca.circuits.attribution import component_attribution, direct_logit_attribution
-    from cca.circuits.dcm import count_table
+    from cca.circuits.dcm import count_table, progress_bar
     from cca.cli.update import mask_of_lambda
     from cca.errors import CCAError
     from cca.evaluate.browser import MethodView, component_rows, delta_norms, pair_views, render_page
     from cca.io import atomic_file, read_parquet, write_parquet
     from cca.models.components import component_map
     from cca.models.registry import load_model
+    from cca.update.row_delta import read_delta
     from cca.update.sweep import chosen_lambda
 
     torch_threads()
@@ -41,18 +41,14 @@ def browser(args) -> None:
         lam = chosen_lambda(summary["best"], curve.to_dict("records"))
         mask_path, selected, meta = mask_of_lambda(masks[method], lam)
         pairs = dataset[dataset["status"] == "ok"]
-        bar = _bar(args.progress, len(pairs), f"attribution ({method})")
+        bar = progress_bar(args.progress, len(pairs), f"attribution ({method})")
         attribution = direct_logit_attribution(model, cmap, list(pairs["prefix_ids"]), list(pairs["desired_id"]),
                                                list(pairs["undesired_id"]), progress=bar.update if bar else None)
         if bar:
             bar.close()
         comps = component_rows(cmap, selected, lambda name, i: component_attribution(attribution, cmap, name, i))
-        tensors, axes = {}, {}
         delta_path = run / "delta.safetensors"
-        if delta_path.is_file():
-            with safe_open(str(delta_path), framework="pt") as f:
-                axes = json.loads((f.metadata() or {}).get("axes", "{}"))
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors, axes = read_delta(delta_path) if delta_path.is_file() else ({}, {})
         comps["delta_norm"] = delta_norms(cmap, list(zip(comps["component"], comps["index"])), tensors, axes)
         tables.append(comps.assign(method=method, **{"lambda": lam}))
         stem = str(Path(mask_path).with_suffix(""))
@@ -75,14 +71,6 @@ def browser(args) -> None:
     with atomic_file(out) as tmp:
         tmp.write_text(page)
     print(f"browser: {out} ({sum(len(v.pairs) for v in views)} pairs, {len(views)} methods)")
-
-
-def _bar(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc)
 
 
 def register(sub) -> None:

@@ -30,7 +30,6 @@ def export(args) -> None:
     import json
     from pathlib import Path
 
-    from safetensors import safe_open
 
     from cca.circuits.dcm import count_table
     from cca.circuits.mask_file import load_mask
@@ -39,6 +38,7 @@ def export(args) -> None:
     from cca.models.components import component_map
     from cca.models.registry import MODEL_JSON, checkpoint_path, load_model
     from cca.update.export import lora_adapter, model_card
+    from cca.update.row_delta import read_delta
 
     run = Path(args.update_dir)
     summary_path, delta_path = run / "update.json", run / "delta.safetensors"
@@ -48,9 +48,7 @@ def export(args) -> None:
     if bool(args.math) != bool(args.original_math):
         raise CCAError("the card's test results need both --math (this run's) and --original-math (the original's)")
     summary = json.loads(summary_path.read_text())
-    with safe_open(str(delta_path), framework="pt") as f:
-        axes = json.loads((f.metadata() or {}).get("axes", "{}"))
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors, axes = read_delta(delta_path)
     if not axes:
         raise CCAError(f"{delta_path} holds no delta: the update kept the base model, there is nothing to export")
     meta_path = Path(args.checkpoint) / MODEL_JSON

@@ -33,8 +33,8 @@ def delta_norms(cmap: ComponentMap, components: list[tuple[str, int]], tensors: 
         for weight, (axis, lines) in update_slices(cmap, {name: [index]}, tuple(PROJECTIONS)).items():
             if weight not in axes or axes[weight] != axis:
                 continue
-            held = tensors[f"{weight}.index"].tolist()
-            where = [pos for pos, line in enumerate(held) if line in set(lines)]
+            wanted = set(lines)
+            where = [pos for pos, line in enumerate(tensors[f"{weight}.index"].tolist()) if line in wanted]
             if where:
                 d = tensors[f"{weight}.delta"].float()
                 part = d[where] if axis == "rows" else d[:, where]

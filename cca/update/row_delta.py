@@ -117,6 +117,18 @@ def delta_tensors(wrapped: Mapping[str, RowDelta]) -> tuple[dict[str, torch.Tens
     return tensors, axes
 
 
+def read_delta(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, axes) of a delta file written from ``delta_tensors`` (the axes in its metadata; both empty when
+    the update kept the base model)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        axes = json.loads((f.metadata() or {}).get("axes", "{}"))
+        return {k: f.get_tensor(k) for k in f.keys()}, axes
+
+
 def load_delta(model, tensors: Mapping[str, torch.Tensor], axes: Mapping[str, str]) -> dict[str, RowDelta]:
     """Attach the deltas of a sparse-delta file to ``model`` (unmerged)."""
     slices = {name: (axis, tensors[f"{name}.index"].tolist()) for name, axis in axes.items()}

@@ -92,3 +92,62 @@ def test_vllm_reloads_updated_weights_in_place(tmp_path):
         assert [o[0].token_ids for o in engine.generate(prompts, spec)] == new_hf
     finally:
         engine.close()
+
+
+def test_vllm_sampled_traces_are_the_same_after_a_kill_and_with_other_shards(tmp_path):
+    """Sample j of instance i is seeded by (run seed, i, j) alone: an opposite-traces job killed after its first
+    shard and resumed, with shards of 2 instead of one, writes the table of an uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    prepare_model("tiny-gsm", tmp_path / "ckpt")   # sometimes right: some samples are opposite traces
+    templates = load_template_set(ROOT / "resources/gsm-mini/templates", "gsm-mini")[:12]
+    instances_frame([i for t in templates for i in draw_instances(t, 1, 0)]).to_parquet(tmp_path / "inst.parquet")
+    task = {"templates": "resources/gsm-mini/templates", "exemplars": {"file": "resources/gsm-mini/exemplars.jsonl",
+                                                                        "indices": [0, 1]}, "header": ""}
+
+    def cca(*args):
+        return [sys.executable, "-m", "cca.cli", *map(str, args)]
+
+    hf = {"backend": "hf", "dtype": "float32", "max_new_tokens": 16, "max_model_len": 1024}
+    for args in (("traces", "greedy", "--checkpoint", tmp_path / "ckpt", "--instances", tmp_path / "inst.parquet",
+                  "--settings", json.dumps({"generation": hf, "task": task}), "--out", tmp_path / "greedy.parquet"),
+                 ("splits", "--instances", tmp_path / "inst.parquet", "--seed", 0, "--train", 1, "--val", 0,
+                  "--test", 0, "--out", tmp_path / "splits.parquet"),
+                 ("traces", "accuracy", "--greedy", tmp_path / "greedy.parquet", "--splits", tmp_path / "splits.parquet",
+                  "--settings", json.dumps({"template_filter": {"max_base_accuracy": 1.01}}),
+                  "--out", tmp_path / "acc.parquet")):
+        proc = subprocess.run(cca(*args), capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = {"generation": {**hf, "backend": "vllm"},
+                "sampling": {"num_samples": 4, "temperature": 1.0, "max_new_tokens": 16, "round_size": 2}}
+
+    def opposite(out, shard_size):
+        return cca("traces", "opposite", "--checkpoint", tmp_path / "ckpt", "--greedy", tmp_path / "greedy.parquet",
+                   "--accuracy", tmp_path / "acc.parquet", "--splits", tmp_path / "splits.parquet", "--seed", 3,
+                   "--settings", json.dumps(settings), "--out", out, "--shard-size", shard_size)
+
+    whole = tmp_path / "whole.parquet"
+    proc = subprocess.run(opposite(whole, 64), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    killed = tmp_path / "killed.parquet"
+    first_shard = tmp_path / "killed.parquet.parts" / "part-00000.parquet"
+    job = subprocess.Popen(opposite(killed, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not first_shard.is_file() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first_shard.is_file() and job.poll() is None, "the job ended before its first shard was on disk"
+        os.killpg(job.pid, signal.SIGKILL)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert not killed.exists()
+    proc = subprocess.run(opposite(killed, 2), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = pd.read_parquet(whole), pd.read_parquet(killed)
+    assert len(a) == 12 and a["found"].any() and (a["samples_drawn"] > 2).any(), a[["found", "samples_drawn"]]
+    pd.testing.assert_frame_equal(a, b)

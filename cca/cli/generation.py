@@ -91,10 +91,11 @@ def opposite(args) -> None:
 
     def work(chunk):
         return opposite_traces(backend, greedy_rows, chunk, smp.num_samples, smp.temperature, smp.top_p,
-                               max_new_tokens, round_size=smp.round_size)
+                               max_new_tokens, round_size=smp.round_size, seed=args.seed)
 
-    fingerprint = shard_fingerprint(st.to_dict(), args.checkpoint, [args.greedy, args.accuracy, args.splits],
-                                    args.seed)
+    # shards drawn under another seeding rule (one stream per engine) are never mixed with these
+    fingerprint = shard_fingerprint({**st.to_dict(), "sample_seeds": "per (seed, instance, index)"},
+                                    args.checkpoint, [args.greedy, args.accuracy, args.splits], args.seed)
     df = write_sharded(targets, args.shard_size, args.out, fingerprint, work, desc="opposite traces")
     print(f"seed {args.seed}: {int(df['found'].sum())} of {len(df)} train instances have an opposite trace "
           f"(templates below threshold: {len(eligible)}) -> {args.out}")

@@ -11,7 +11,7 @@ from typing import Sequence
 import pandas as pd
 
 from cca.errors import CCAError
-from cca.traces.generation import Backend, Completion, SamplingSpec, check_lengths
+from cca.traces.generation import Backend, Completion, SamplingSpec, check_lengths, sample_seed
 from cca.tasks.config import TaskConfig
 from cca.tasks.prompting import (LETTERS, Choice, build_prompt, extract_answer, extract_choice, gold_answer,
                                  is_correct, load_exemplars)
@@ -52,7 +52,7 @@ def generate_safely(backend: Backend, prompts: list[list[int]], names: list[str]
         outs, errors = [], []
         for p, name in zip(prompts, names):
             try:
-                outs.append(backend.generate([p], spec)[0])
+                outs.append(backend.generate([p], spec.for_prompt(len(outs)))[0])
                 errors.append(None)
             except Exception as e:  # noqa: BLE001 - recorded per instance, not dropped
                 outs.append(None)
@@ -120,12 +120,15 @@ def base_accuracy(greedy: pd.DataFrame, split: pd.DataFrame, instances: str,
 
 
 def opposite_traces(backend: Backend, greedy: pd.DataFrame, targets: pd.DataFrame, num_samples: int,
-                    temperature: float, top_p: float, max_new_tokens: int, round_size: int = 0) -> pd.DataFrame:
+                    temperature: float, top_p: float, max_new_tokens: int, round_size: int = 0,
+                    seed: int = 0) -> pd.DataFrame:
     """For each target instance, sample until a trace of the opposite correctness to greedy appears.
 
     At most ``num_samples`` samples per instance, drawn in rounds of ``round_size`` (0: all at once,
     as the reference code does). Keeping the first opposite sample of i.i.d. draws has the same
-    distribution either way; rounds only stop early once one is found.
+    distribution either way; rounds only stop early once one is found. Sample j of instance i is drawn
+    with the seed ``sample_seed(seed, i, j)``: the traces do not depend on the sharding, the order of the
+    targets or an earlier interrupted run.
     """
     g = greedy.set_index("instance_id")
     todo = [i for i in targets["instance_id"] if i in g.index and pd.isna(g.at[i, "error"])]
@@ -136,7 +139,8 @@ def opposite_traces(backend: Backend, greedy: pd.DataFrame, targets: pd.DataFram
         if not active:
             break
         n = min(size, num_samples - min(state[i]["samples_drawn"] for i in active))
-        spec = SamplingSpec(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n)
+        seeds = tuple(tuple(sample_seed(seed, i, state[i]["samples_drawn"] + j) for j in range(n)) for i in active)
+        spec = SamplingSpec(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n, seeds=seeds)
         outs, errors = generate_safely(backend, [list(g.at[i, "prompt_ids"]) for i in active], active, spec)
         fail_if_all_failed(errors, "opposite traces")
         for i, out, err in zip(active, outs, errors):

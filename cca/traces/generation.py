@@ -13,8 +13,9 @@ stop handling did, so the two backends agree token for token when their logits a
 """
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from cca.errors import CCAError
@@ -25,16 +26,37 @@ DEFAULT_STOP = ("Q:",)
 
 @dataclass(frozen=True)
 class SamplingSpec:
-    """How to continue each prompt: greedy when ``temperature == 0``."""
+    """How to continue each prompt: greedy when ``temperature == 0``.
+
+    ``seeds``: for sampling, one tuple of ``n`` seeds per prompt; sample j of prompt k is then drawn from a
+    random stream of its own, seeded by ``seeds[k][j]``, whatever the other prompts of the call, their order
+    or the backend's earlier calls (None: the backend's own stream, which depends on all of those).
+    """
     max_new_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
     n: int = 1
     stop: tuple[str, ...] = DEFAULT_STOP
+    seeds: tuple[tuple[int, ...], ...] | None = None
+
+    def __post_init__(self):
+        if self.seeds is not None and any(len(s) != self.n for s in self.seeds):
+            raise ValueError(f"SamplingSpec.seeds needs {self.n} seeds per prompt (n)")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    def for_prompt(self, k: int) -> "SamplingSpec":
+        """The spec of prompt ``k`` generated alone."""
+        return self if self.seeds is None else replace(self, seeds=(self.seeds[k],))
+
+
+def sample_seed(seed: int, name: str, index: int) -> int:
+    """The seed of sample ``index`` of item ``name`` (an instance id) in a run of seed ``seed``: a function of
+    these three alone, so that a resumed or resharded job draws the same samples."""
+    digest = hashlib.sha256(f"{seed}/{name}/{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -116,28 +138,90 @@ class HFBackend:
         import torch
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
+        if spec.seeds is not None and not spec.greedy:
+            return self._generate_seeded(prompts, spec, pad)
         gen = torch.Generator().manual_seed(self.seed)
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = [list(p) for p in prompts[start:start + self.batch_size]]
-            width = max(map(len, batch))
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=self.device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
-            kwargs = dict(max_new_tokens=spec.max_new_tokens, pad_token_id=pad, eos_token_id=sorted(self.eos),
-                          stop_strings=list(spec.stop), tokenizer=self.tokenizer, num_return_sequences=spec.n)
+            kwargs = dict(num_return_sequences=spec.n)
             if spec.greedy:
                 kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
             else:
                 kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0)
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            with torch.no_grad():
-                seqs = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            new = seqs[:, width:].tolist()
+            new = self._run(batch, spec, pad, **kwargs)
             for i in range(len(batch)):
                 out.append([canonical_completion(self.tokenizer, _strip_pad(new[i * spec.n + j], pad, self.eos),
                                                  spec.stop, self.eos, spec.max_new_tokens)
                             for j in range(spec.n)])
         return out
+
+    def _run(self, batch: list[list[int]], spec: SamplingSpec, pad: int, **kwargs) -> list[list[int]]:
+        """``generate`` on one left-padded batch; the new ids of each returned row."""
+        import torch
+
+        width = max(map(len, batch))
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
+        with torch.no_grad():
+            seqs = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=spec.max_new_tokens,
+                                       pad_token_id=pad, eos_token_id=sorted(self.eos), stop_strings=list(spec.stop),
+                                       tokenizer=self.tokenizer, **kwargs)
+        return seqs[:, width:].tolist()
+
+    def _generate_seeded(self, prompts, spec: SamplingSpec, pad: int) -> list[list[Completion]]:
+        """Sampling with one random stream per (prompt, sample): every sample is a row of its own, decoded
+        greedily over its logits plus Gumbel noise from its own generator (``seeded_sampling``)."""
+        from transformers import LogitsProcessorList
+
+        rows = [(list(p), seed) for p, seeds in zip(prompts, spec.seeds) for seed in seeds]
+        new: list[list[int]] = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            sampler = seeded_sampling([seed for _, seed in chunk], spec.temperature, spec.top_p)
+            new += self._run([p for p, _ in chunk], spec, pad, do_sample=False, top_p=None, top_k=None,
+                             temperature=None, logits_processor=LogitsProcessorList([sampler]))
+        done = [canonical_completion(self.tokenizer, _strip_pad(ids, pad, self.eos), spec.stop, self.eos,
+                                     spec.max_new_tokens) for ids in new]
+        return [done[k * spec.n:(k + 1) * spec.n] for k in range(len(prompts))]
+
+
+def _seeded_sampling_class():
+    from transformers import LogitsProcessor
+
+    class _SeededSampling(LogitsProcessor):
+        """Makes greedy decoding draw each row's next token from softmax(logits / temperature), restricted to
+        the top_p nucleus, with that row's own generator: the argmax of logits / temperature plus standard
+        Gumbel noise is such a draw (the Gumbel-max rule). A row's k-th token uses its generator's k-th draw,
+        whatever the other rows of the batch."""
+
+        def __init__(self, seeds, temperature: float, top_p: float):
+            import torch
+
+            self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+            self.temperature, self.top_p = temperature, top_p
+
+        def __call__(self, input_ids, scores):
+            import torch
+
+            logits = scores.float() / self.temperature                      # (rows, vocab)
+            if self.top_p < 1.0:
+                ordered, order = logits.sort(dim=-1, descending=True)
+                probs = ordered.softmax(dim=-1)
+                outside = probs.cumsum(dim=-1) - probs >= self.top_p         # the nucleus is full before them
+                logits = logits.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
+            u = torch.stack([torch.rand(logits.shape[-1], generator=g, dtype=torch.float64)
+                             for g in self.generators])
+            gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
+            return logits + gumbel.to(device=logits.device, dtype=logits.dtype)
+
+    return _SeededSampling
+
+
+def seeded_sampling(seeds, temperature: float, top_p: float):
+    """A ``transformers`` logits processor: per-row seeded sampling for greedy decoding (see its class)."""
+    return _seeded_sampling_class()(seeds, temperature, top_p)
 
 
 def _strip_pad(ids: list[int], pad: int, eos: set[int]) -> list[int]:
@@ -156,7 +240,8 @@ CPU_KV_CACHE_GIB = 2
 
 
 class VLLMBackend:
-    """vLLM with prefix caching; the engine's seed is set once (a per-request seed crashes the CPU worker)."""
+    """vLLM with prefix caching; the engine's seed is set once, and a spec with ``seeds`` seeds each sample's
+    request on its own."""
 
     def __init__(self, model_path: str, dtype: str, max_model_len: int, seed: int = 0,
                  memory_fraction: float | None = None, enforce_eager: bool | None = None,
@@ -200,12 +285,23 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                                max_tokens=spec.max_new_tokens, stop=list(spec.stop),
-                                include_stop_str_in_output=True, skip_special_tokens=True)
+        def params(n=spec.n, seed=None):
+            return SamplingParams(n=n, temperature=spec.temperature, top_p=spec.top_p, seed=seed,
+                                  max_tokens=spec.max_new_tokens, stop=list(spec.stop),
+                                  include_stop_str_in_output=True, skip_special_tokens=True)
+
         # ids read back from Parquet are numpy integers, which vLLM's request serialiser refuses
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts], params,
-                                    use_tqdm=_progress())
+        requests = [TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts]
+        if spec.seeds is not None and not spec.greedy:
+            # one request per sample, seeded on its own: vLLM draws a seeded request's tokens from a
+            # generator of that request alone (prefix caching shares the prompt's keys and values)
+            outputs = self.llm.generate([r for r, seeds in zip(requests, spec.seeds) for _ in seeds],
+                                        [params(1, seed) for seeds in spec.seeds for seed in seeds],
+                                        use_tqdm=_progress())
+            flat = [canonical_completion(self.tokenizer, req.outputs[0].token_ids, spec.stop, self.eos,
+                                         spec.max_new_tokens) for req in outputs]
+            return [flat[k * spec.n:(k + 1) * spec.n] for k in range(len(prompts))]
+        outputs = self.llm.generate(requests, params(), use_tqdm=_progress())
         return [[canonical_completion(self.tokenizer, o.token_ids, spec.stop, self.eos, spec.max_new_tokens)
                  for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]
 

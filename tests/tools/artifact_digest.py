@@ -3,8 +3,8 @@
     python tests/tools/artifact_digest.py RESULTS_DIR > digest.txt
 
 One line per file: its path relative to RESULTS_DIR and the SHA-256 of its bytes; JSON files, and the
-metadata of safetensors files (JSON strings in their header), are hashed after removing every "seconds" key
-(wall times differ between runs) with keys sorted (safetensors writes its metadata map in no fixed order). Logs, benchmark timings and
+metadata of safetensors files (JSON strings in their header), are hashed after removing every "seconds" and
+"seconds_..." key (wall times differ between runs) with keys sorted (safetensors writes its metadata map in no fixed order). Logs, benchmark timings and
 Snakemake's own bookkeeping are left out. Two runs whose digests are equal wrote the same artifacts.
 """
 from __future__ import annotations
@@ -18,8 +18,9 @@ SKIP_DIRS = {"logs", "benchmarks", ".snakemake"}
 
 
 def _without_seconds(value):
+    """``value`` without its wall-clock entries: the keys "seconds" and "seconds_<per what>"."""
     if isinstance(value, dict):
-        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
+        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds" and not k.startswith("seconds_")}
     if isinstance(value, list):
         return [_without_seconds(v) for v in value]
     return value

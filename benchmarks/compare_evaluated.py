@@ -47,9 +47,7 @@ def main():
     items = evaluated(args.root)
     if "original" not in items:
         raise SystemExit(f"{args.root}: no seed<S>/original/math.parquet yet")
-    seeds = sorted(items["original"]["seed"].unique())
-    # every configuration on the seeds it shares with the original (a seed not yet evaluated is left out)
-    items = {c: df[df["seed"].isin(seeds)] for c, df in items.items()}
+    # every configuration on the seeds that all of them, the original included, have been evaluated on
     common = set.intersection(*(set(df["seed"].unique()) for df in items.values()))
     items = {c: df[df["seed"].isin(common)] for c, df in items.items()}
     orig = items["original"]

@@ -13,6 +13,7 @@ stop handling did, so the two backends agree token for token when their logits a
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -187,7 +188,9 @@ class HFBackend:
         return [done[k * spec.n:(k + 1) * spec.n] for k in range(len(prompts))]
 
 
+@functools.cache
 def _seeded_sampling_class():
+    """The logits processor's class, defined once on first use (transformers is imported only then)."""
     from transformers import LogitsProcessor
 
     class _SeededSampling(LogitsProcessor):
